@@ -1,0 +1,1 @@
+"""LLM-for-recommendation studies: all logic of the Snakemake workflow."""

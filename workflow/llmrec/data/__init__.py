@@ -1,0 +1,1 @@
+"""Data stage: download, parse each source into canonical tables, and encode artifacts."""

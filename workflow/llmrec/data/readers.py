@@ -1,0 +1,151 @@
+"""Reading source files into duckdb, with errors that name the file and the line.
+
+Every source parser goes through these helpers, so malformed input is handled one way: an error
+that names the file, the line and what is wrong, or (with ``skip_malformed``) a logged count of the
+rows that were skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+
+class MalformedInputError(ValueError):
+    """A source file has a row that cannot be parsed."""
+
+
+def _sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def read_delimited(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    path: Path,
+    columns: dict[str, str],
+    *,
+    delim: str,
+    header: bool = False,
+    encoding: str = "utf-8",
+    skip_malformed: bool = False,
+) -> int:
+    """Load a delimited text file into the temporary table ``table`` and return its row count.
+
+    ``columns`` maps names to duckdb types in file order. Quoting is off: the sources quote
+    nothing, and titles such as ``Big "Easy"`` must stay as they are.
+    """
+    cols = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
+    con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_csv({_sql_str(str(path))}, "
+        f"delim={_sql_str(delim)}, header={str(header).lower()}, columns={cols}, quote='', "
+        f"escape='', encoding={_sql_str(encoding)}, store_rejects=true, auto_detect=false)"
+    )
+    rejects = con.execute(
+        "SELECT line, error_message FROM reject_errors ORDER BY line LIMIT 1"
+    ).fetchall()
+    n_bad = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()[0]
+    if rejects:
+        line, message = rejects[0]
+        if not skip_malformed:
+            raise MalformedInputError(
+                f"{path}: line {line}: {message} ({n_bad} malformed line(s) in all; set "
+                f"skip_malformed: true for this dataset to skip them)"
+            )
+        log.warning("%s: skipped %d malformed line(s), the first at line %d: %s",
+                    path, n_bad, line, message)
+    return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def open_text(path: Path, encoding: str = "utf-8"):
+    """Open a plain or gzip-compressed text file for line-by-line reading."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding=encoding)
+    return open(path, encoding=encoding)
+
+
+def parse_json_line(line: str) -> Any:
+    return json.loads(line)
+
+
+def parse_python_literal_line(line: str) -> Any:
+    """Parse one line of a Python-literal file (McAuley's 2014 metadata) without ``eval``.
+
+    ``ast.literal_eval`` accepts only literals: no names, calls or attribute access.
+    """
+    return ast.literal_eval(line)
+
+
+def iter_records(
+    path: Path,
+    parse_line: Callable[[str], Any],
+    *,
+    skip_malformed: bool = False,
+    encoding: str = "utf-8",
+) -> Iterator[dict]:
+    """Yield one dict per non-empty line of ``path``; raise with the line number on a bad one."""
+    n_bad = 0
+    with open_text(path, encoding) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = parse_line(line)
+                if not isinstance(record, dict):
+                    raise ValueError(f"expected an object, got {type(record).__name__}")
+            except (ValueError, SyntaxError, MemoryError, RecursionError) as err:
+                if not skip_malformed:
+                    raise MalformedInputError(
+                        f"{path}: line {lineno}: {err} (set skip_malformed: true for this "
+                        f"dataset to skip such lines)"
+                    ) from None
+                n_bad += 1
+                continue
+            yield record
+    if n_bad:
+        log.warning("%s: skipped %d malformed line(s)", path, n_bad)
+
+
+def records_to_table(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    records: Iterable[dict],
+    schema: pa.Schema,
+    scratch: Path,
+    batch_size: int = 100_000,
+) -> int:
+    """Stream dict records through a parquet file into the temporary table ``table``.
+
+    Records are converted in batches, so memory stays bounded by ``batch_size`` rows whatever
+    the size of the source. Missing keys become nulls.
+    """
+    scratch.parent.mkdir(parents=True, exist_ok=True)
+    n = 0
+    with pq.ParquetWriter(scratch, schema) as writer:
+        batch: list[dict] = []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_size:
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+                n += len(batch)
+                batch = []
+        if batch or n == 0:
+            writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+            n += len(batch)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet({_sql_str(str(scratch))})"
+    )
+    scratch.unlink()
+    return n
