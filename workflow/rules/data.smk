@@ -1,0 +1,188 @@
+# Data stage: fetch -> canonical tables -> filtered interactions -> splits, graph, sequences,
+# text and statistics. Paths: results/raw/{dataset}/ and results/data/{dataset}/.
+
+
+rule data:
+    input:
+        data_targets(),
+
+
+rule fetch_dataset:
+    output:
+        manifest="results/raw/{dataset}/manifest.json",
+    params:
+        options=fetch_options,
+        progress=config["progress"],
+    log:
+        "results/logs/data/fetch/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/fetch/{dataset}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=120,
+    script:
+        "../scripts/data/fetch.py"
+
+
+rule parse_dataset:
+    input:
+        manifest="results/raw/{dataset}/manifest.json",
+    output:
+        interactions="results/data/{dataset}/canonical/interactions.parquet",
+        item_table="results/data/{dataset}/canonical/items.parquet",
+        users="results/data/{dataset}/canonical/users.parquet",
+        impressions="results/data/{dataset}/canonical/impressions.parquet",
+    params:
+        options=parse_options,
+    log:
+        "results/logs/data/parse/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/parse/{dataset}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/data/parse.py"
+
+
+rule filter_interactions:
+    input:
+        interactions="results/data/{dataset}/canonical/interactions.parquet",
+        item_table="results/data/{dataset}/canonical/items.parquet",
+        users="results/data/{dataset}/canonical/users.parquet",
+    output:
+        interactions="results/data/{dataset}/filtered/interactions.parquet",
+        item_table="results/data/{dataset}/filtered/items.parquet",
+        users="results/data/{dataset}/filtered/users.parquet",
+    params:
+        filter=filter_options,
+    log:
+        "results/logs/data/filter/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/filter/{dataset}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/data/filter.py"
+
+
+rule split:
+    input:
+        table=split_input,
+    output:
+        split="results/data/{dataset}/split/{protocol}.parquet",
+    params:
+        seed=split_seed,
+        ratios=split_ratios,
+    log:
+        "results/logs/data/split/{dataset}/{protocol}.log",
+    benchmark:
+        "results/benchmarks/data/split/{dataset}/{protocol}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/data/split.py"
+
+
+rule graph:
+    input:
+        split="results/data/{dataset}/split/{protocol}.parquet",
+        item_table="results/data/{dataset}/filtered/items.parquet",
+        users="results/data/{dataset}/filtered/users.parquet",
+    output:
+        graph="results/data/{dataset}/graph/{protocol}.npz",
+    log:
+        "results/logs/data/graph/{dataset}/{protocol}.log",
+    benchmark:
+        "results/benchmarks/data/graph/{dataset}/{protocol}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/data/graph.py"
+
+
+rule sequences:
+    input:
+        interactions="results/data/{dataset}/filtered/interactions.parquet",
+    output:
+        sequences="results/data/{dataset}/sequences.parquet",
+    log:
+        "results/logs/data/sequences/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/sequences/{dataset}.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/data/sequences.py"
+
+
+rule item_text:
+    input:
+        item_table=text_input,
+    output:
+        text="results/data/{dataset}/item_text.parquet",
+    log:
+        "results/logs/data/item_text/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/data/item_text.py"
+
+
+rule dataset_statistics:
+    input:
+        unpack(stats_input),
+    output:
+        stats="results/data/{dataset}/stats.json",
+    log:
+        "results/logs/data/stats/{dataset}.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/data/statistics.py"
+
+
+rule dataset_table:
+    input:
+        stats=expand("results/data/{dataset}/stats.json", dataset=DATASETS),
+    output:
+        table=report(
+            "results/tables/datasets.csv",
+            caption="../report/datasets.rst",
+            category="Datasets",
+        ),
+    log:
+        "results/logs/data/dataset_table.log",
+    conda:
+        "../../envs/data.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/data/dataset_table.py"
