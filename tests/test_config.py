@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 
 import pytest
 import yaml
@@ -10,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from llmrec.data.registry import REGISTRY
+from llmrec.data.synthetic_news import generate
 
 from .conftest import REPO
 
@@ -37,6 +39,13 @@ def test_defaults_are_filled_in():
     assert cfg["datasets"]["ml-100k"]["filter"] == {
         "k_core": 0, "min_rating": None, "behaviours": None, "dedupe": False}
     assert cfg["datasets"]["ml-100k"]["skip_malformed"] is False
+    assert cfg["datasets"]["ml-100k"]["generator"] == {"seed": 0}
+
+
+def test_generator_keys_are_the_generators_parameters():
+    schema = yaml.safe_load(open(SCHEMA))
+    keys = set(schema["$defs"]["dataset"]["properties"]["generator"]["properties"])
+    assert keys == set(inspect.signature(generate).parameters) - {"out_dir"}
 
 
 @pytest.mark.parametrize("change, message", [

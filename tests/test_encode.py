@@ -79,7 +79,7 @@ def test_leave_one_out_by_time(tmp_path):
             (1, 1, 7), (1, 2, 7), (1, 0, 1),                  # tie at t=7: larger id is later
             (2, 0, 1), (2, 1, 2)]                              # too short: all train
     src = write_interactions(tmp_path / "i.parquet", rows)
-    encode.split_leave_one_out(encode.connect(), src, tmp_path / "loo.parquet")
+    encode.split_leave_one_out(src, tmp_path / "loo.parquet")
     t = pq.read_table(tmp_path / "loo.parquet").to_pydict()
     split = {(u, i): s for u, i, s in zip(t["user_id"], t["item_id"], t["split"])}
     assert split[(0, 5)] == "test" and split[(0, 4)] == "valid"
@@ -98,7 +98,7 @@ RANDOM_COUNTS = [(1, 1, 0, 0), (2, 1, 0, 1), (3, 1, 1, 1), (5, 3, 1, 1), (10, 8,
 def _random_split(tmp_path, seed, name="r.parquet"):
     rows = [(u, i, i) for u, (n, *_) in enumerate(RANDOM_COUNTS) for i in range(n)]
     src = write_interactions(tmp_path / "i.parquet", rows)
-    encode.split_random(encode.connect(), src, tmp_path / name, seed=seed)
+    encode.split_random(src, tmp_path / name, seed=seed)
     t = pq.read_table(tmp_path / name).to_pydict()
     return list(zip(t["user_id"], t["item_id"], t["split"]))
 
@@ -153,12 +153,14 @@ def test_graph_is_the_training_bipartite_graph_with_symmetric_norm(tmp_path):
 
 
 def test_sequences_are_time_ordered(tmp_path):
-    rows = [(0, 2, 30), (0, 1, 10), (0, 7, 20), (1, 4, 5)]
+    # Deliberately not in (user, time) order: the encoder must sort what the filter did not.
+    rows = [(0, 2, 30), (0, 1, 10), (0, 7, 20), (3, 1, 2), (1, 4, 5), (3, 0, 1)]
     src = write_interactions(tmp_path / "i.parquet", rows, behaviour="view")
-    encode.build_sequences(encode.connect(), src, tmp_path / "seq.parquet")
+    encode.build_sequences(src, tmp_path / "seq.parquet")
     t = pq.read_table(tmp_path / "seq.parquet")
-    assert t.to_pydict()["items"] == [[1, 7, 2], [4]]
-    assert t.to_pydict()["timestamps"] == [[10, 20, 30], [5]]
+    assert t.to_pydict()["user_id"] == [0, 1, 3]
+    assert t.to_pydict()["items"] == [[1, 7, 2], [4], [0, 1]]
+    assert t.to_pydict()["timestamps"] == [[10, 20, 30], [5], [1, 2]]
     assert pa.types.is_list(t.schema.field("items").type)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 
 from ..io import atomic_path
 
@@ -132,23 +133,14 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
         FROM user_ids u {user_join} ORDER BY u.user_id""", out["users"])
 
     if has_impressions:
-        impressions = """
-            SELECT m.impression_key::BIGINT AS impression_id, u.user_id,
-                   m.timestamp::BIGINT AS timestamp,
-                   list_transform(m.history, k -> map_item[k])::INTEGER[] AS history,
-                   list_transform(m.candidates, k -> map_item[k])::INTEGER[] AS candidates,
-                   m.labels::TINYINT[] AS labels, m.split::VARCHAR AS split
-            FROM raw_impressions m JOIN user_ids u USING (user_key),
-                 (SELECT map(list(item_key), list(item_id)) AS map_item FROM item_ids)
-            ORDER BY impression_id"""
+        _write_impressions(con, out["impressions"])
     else:
-        impressions = """
+        _copy(con, """
             SELECT NULL::BIGINT AS impression_id, NULL::INTEGER AS user_id,
                    NULL::BIGINT AS timestamp, NULL::INTEGER[] AS history,
                    NULL::INTEGER[] AS candidates, NULL::TINYINT[] AS labels,
                    NULL::VARCHAR AS split
-            LIMIT 0"""
-    _copy(con, impressions, out["impressions"])
+            LIMIT 0""", out["impressions"])
 
     return {
         "users": con.execute("SELECT count(*) FROM user_ids").fetchone()[0],
@@ -157,3 +149,46 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
         "impressions": (con.execute("SELECT count(*) FROM raw_impressions").fetchone()[0]
                         if has_impressions else 0),
     }
+
+
+def _write_impressions(con: duckdb.DuckDBPyConnection, path: Path,
+                       per_batch: int = 200_000) -> None:
+    """Map the impressions' item keys to ids, ``per_batch`` impressions at a time.
+
+    Each list is unnested with its positions, joined with the item ids and gathered again in
+    order; batches keep memory bounded for MIND-large's millions of impressions (a key-to-id
+    map looked up inside a list lambda grows with news x impressions and ran out of memory).
+    """
+    keys = con.execute(
+        "SELECT impression_key FROM raw_impressions ORDER BY impression_key").fetchnumpy()
+    keys = keys["impression_key"]
+    mapped = """
+        SELECT m.impression_key, list(i.item_id ORDER BY m.pos) AS ids
+        FROM (SELECT impression_key, unnest({col}) AS item_key,
+                     generate_subscripts({col}, 1) AS pos
+              FROM batch) m
+        JOIN item_ids i USING (item_key) GROUP BY m.impression_key"""
+    query = f"""
+        WITH batch AS (
+            SELECT * FROM raw_impressions WHERE impression_key BETWEEN $lo AND $hi),
+        h AS ({mapped.format(col='history')}),
+        c AS ({mapped.format(col='candidates')})
+        SELECT b.impression_key::BIGINT AS impression_id, u.user_id,
+               b.timestamp::BIGINT AS timestamp,
+               coalesce(h.ids, []::INTEGER[])::INTEGER[] AS history,
+               coalesce(c.ids, []::INTEGER[])::INTEGER[] AS candidates,
+               b.labels::TINYINT[] AS labels, b.split::VARCHAR AS split
+        FROM batch b JOIN user_ids u USING (user_key)
+        LEFT JOIN h USING (impression_key) LEFT JOIN c USING (impression_key)
+        ORDER BY impression_id"""
+    with atomic_path(path) as tmp:
+        writer = None
+        for lo in range(0, max(len(keys), 1), per_batch):
+            chunk = keys[lo:lo + per_batch]
+            bounds = {"lo": int(chunk[0]), "hi": int(chunk[-1])} if len(chunk) else \
+                {"lo": 0, "hi": -1}
+            table = con.execute(query, bounds).fetch_arrow_table()
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table)
+        writer.close()

@@ -7,10 +7,14 @@ the size of the dataset; only the graph is materialised in numpy (two int32 arra
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from ..io import atomic_path
 from .canonical import EmptyDatasetError
@@ -29,8 +33,9 @@ def connect(memory_limit_mb: int | None = None, threads: int = 1,
     con.execute(f"SET threads = {int(threads)}")
     if memory_limit_mb:
         con.execute(f"SET memory_limit = '{int(memory_limit_mb * 0.75)}MB'")
-    if temp_dir is not None:
-        con.execute(f"SET temp_directory = '{temp_dir}'")
+    # Spill under the job's temporary folder (Snakemake's resources.tmpdir), not the cwd.
+    spill = Path(temp_dir or tempfile.gettempdir()) / f"duckdb-{os.getpid()}"
+    con.execute(f"SET temp_directory = {_q(spill)}")
     con.execute("SET preserve_insertion_order = true")
     return con
 
@@ -127,57 +132,83 @@ def filter_interactions(
     return stats
 
 
-def split_leave_one_out(con: duckdb.DuckDBPyConnection, interactions: Path, out: Path) -> None:
+def _events_by_user(interactions: Path) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+    """The events in (user, time, item) order, each user's first row, and each user's count.
+
+    The filter step writes events in that order, so this is a check, not a sort; a table in
+    another order is sorted here. Splits and sequences then need no database sort at all.
+    """
+    table = pq.read_table(interactions)
+    user = table.column("user_id").to_numpy()
+    time = table.column("timestamp").to_numpy()
+    item = table.column("item_id").to_numpy()
+    key_order = (np.diff(user) > 0) | ((np.diff(user) == 0) & (
+        (np.diff(time) > 0) | ((np.diff(time) == 0) & (np.diff(item) >= 0))))
+    if not key_order.all():
+        table = table.take(np.lexsort((item, time, user)))
+        user = table.column("user_id").to_numpy()
+    starts = np.flatnonzero(np.r_[True, np.diff(user) != 0])
+    counts = np.diff(np.r_[starts, len(user)])
+    return table, starts, counts
+
+
+SPLIT_NAMES = np.array(["train", "valid", "test"])
+
+
+def _write_split(table: pa.Table, code: np.ndarray, out: Path) -> None:
+    split = pa.DictionaryArray.from_arrays(pa.array(code, pa.int8()), pa.array(SPLIT_NAMES))
+    with atomic_path(out) as tmp:
+        pq.write_table(table.append_column("split", split.cast(pa.string())), tmp,
+                       compression="zstd")
+
+
+def split_leave_one_out(interactions: Path, out: Path) -> None:
     """OpenP5's protocol: per user in time order, the last event is test, the one before validation.
 
     Ties in time are broken by item id. Users with fewer than 3 events keep them all in training.
     """
-    _copy(con, f"""
-        WITH ranked AS (
-            SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY timestamp DESC,
-                                                              item_id DESC) AS from_end,
-                   count(*) OVER (PARTITION BY user_id) AS n
-            FROM read_parquet({_q(interactions)}))
-        SELECT user_id, item_id, timestamp, behaviour, rating,
-               CASE WHEN n < 3 THEN 'train' WHEN from_end = 1 THEN 'test'
-                    WHEN from_end = 2 THEN 'valid' ELSE 'train' END AS split
-        FROM ranked ORDER BY user_id, timestamp, item_id""", out)
+    table, starts, counts = _events_by_user(interactions)
+    code = np.zeros(table.num_rows, np.int8)
+    long_enough = counts >= 3
+    ends = starts + counts
+    code[ends[long_enough] - 1] = 2
+    code[ends[long_enough] - 2] = 1
+    _write_split(table, code, out)
 
 
-def split_random(con: duckdb.DuckDBPyConnection, interactions: Path, out: Path, *, seed: int,
-                 ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> None:
-    """RecBole's "RO" split: each user's events in a seeded random order, cut by ``ratios``.
+def random_split_counts(n: np.ndarray, ratios: tuple[float, float, float]) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user (train, valid, test) counts as RecBole's ``split_by_ratio`` computes them.
 
-    The counts follow RecBole's ``split_by_ratio``: ``floor(ratio * n)`` for validation and
-    test, the rest for training, and a split whose share is below one event gets one, taken from
-    training, while training keeps more than one (test is served first, then validation).
+    ``floor(ratio * n)`` for validation and test, the rest for training; then, test first, a
+    split whose share is below one event gets one, taken from training, while training keeps
+    more than one.
     """
     r_train, r_valid, r_test = (float(r) / sum(ratios) for r in ratios)
-    _copy(con, f"""
-        WITH counted AS (
-            SELECT *, count(*) OVER (PARTITION BY user_id) AS n,
-                   row_number() OVER (PARTITION BY user_id
-                                      ORDER BY hash({int(seed)}, user_id, item_id, timestamp),
-                                               item_id, timestamp) - 1 AS r
-            FROM read_parquet({_q(interactions)})),
-        base AS (
-            SELECT *, floor({r_test} * n)::BIGINT AS t0, floor({r_valid} * n)::BIGINT AS v0,
-                   {r_test} * n AS t_share, {r_valid} * n AS v_share
-            FROM counted),
-        step1 AS (
-            SELECT *, (n - t0 - v0) AS tr0,
-                   (n - t0 - v0) > 1 AND t_share > 0 AND t_share < 1 AS bump_test
-            FROM base),
-        step2 AS (
-            SELECT *, t0 + bump_test::INT AS n_test, tr0 - bump_test::INT AS tr1
-            FROM step1),
-        step3 AS (
-            SELECT *, tr1 > 1 AND v_share > 0 AND v_share < 1 AS bump_valid FROM step2)
-        SELECT user_id, item_id, timestamp, behaviour, rating,
-               CASE WHEN r < tr1 - bump_valid::INT THEN 'train'
-                    WHEN r < tr1 - bump_valid::INT + v0 + bump_valid::INT THEN 'valid'
-                    ELSE 'test' END AS split
-        FROM step3 ORDER BY user_id, timestamp, item_id""", out)
+    n = np.asarray(n, np.int64)
+    valid = np.floor(r_valid * n).astype(np.int64)
+    test = np.floor(r_test * n).astype(np.int64)
+    train = n - valid - test
+    bump = (train > 1) & (r_test * n > 0) & (r_test * n < 1)
+    test, train = test + bump, train - bump
+    bump = (train > 1) & (r_valid * n > 0) & (r_valid * n < 1)
+    valid, train = valid + bump, train - bump
+    return train, valid, test
+
+
+def split_random(interactions: Path, out: Path, *, seed: int,
+                 ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> None:
+    """RecBole's "RO" split: each user's events in a seeded random order, cut by ``ratios``
+    (counts as in :func:`random_split_counts`)."""
+    table, starts, counts = _events_by_user(interactions)
+    user_of_row = np.repeat(np.arange(len(counts)), counts)
+    shuffled = np.lexsort((np.random.default_rng(seed).random(table.num_rows), user_of_row))
+    rank = np.empty(table.num_rows, np.int64)
+    rank[shuffled] = np.arange(table.num_rows) - np.repeat(starts, counts)
+    train, valid, _ = random_split_counts(counts, ratios)
+    n_train, n_valid = np.repeat(train, counts), np.repeat(valid, counts)
+    code = np.where(rank < n_train, 0, np.where(rank < n_train + n_valid, 1, 2)).astype(np.int8)
+    _write_split(table, code, out)
 
 
 def split_news(con: duckdb.DuckDBPyConnection, impressions: Path, out: Path) -> None:
@@ -223,18 +254,22 @@ def build_graph(con: duckdb.DuckDBPyConnection, split: Path, items: Path, users:
             "items_without_edges": int((deg_i == 0).sum())}
 
 
-def build_sequences(con: duckdb.DuckDBPyConnection, interactions: Path, out: Path) -> None:
-    """Per user, the time-ordered items, times and behaviours as list columns."""
-    # One ordered aggregate of structs, split afterwards: a third of the sorting of three.
-    _copy(con, f"""
-        WITH grouped AS (
-            SELECT user_id, list({{'i': item_id, 't': timestamp, 'b': behaviour}}
-                                 ORDER BY timestamp, item_id) AS events
-            FROM read_parquet({_q(interactions)}) GROUP BY user_id)
-        SELECT user_id, list_transform(events, e -> e.i) AS items,
-               list_transform(events, e -> e.t) AS timestamps,
-               list_transform(events, e -> e.b) AS behaviours
-        FROM grouped ORDER BY user_id""", out)
+def build_sequences(interactions: Path, out: Path) -> None:
+    """Per user, the time-ordered items, times and behaviours as list columns.
+
+    Built from the (user, time, item)-ordered events by cutting at user boundaries: no
+    aggregation, so memory is the table itself whatever the number of users.
+    """
+    table, starts, counts = _events_by_user(interactions)
+    offsets = pa.array(np.r_[starts, table.num_rows].astype(np.int32))
+    sequences = pa.table({
+        "user_id": table.column("user_id").to_numpy()[starts],
+        **{name: pa.ListArray.from_arrays(offsets, table.column(column).combine_chunks())
+           for name, column in (("items", "item_id"), ("timestamps", "timestamp"),
+                                ("behaviours", "behaviour"))},
+    })
+    with atomic_path(out) as tmp:
+        pq.write_table(sequences, tmp, compression="zstd")
 
 
 def build_item_text(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> None:

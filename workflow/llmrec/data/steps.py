@@ -87,14 +87,13 @@ def split(input: Paths, output: Paths, *, protocol: str, seed: int = 0,
           mem_mb: int | None = None) -> None:
     """Write one split protocol: ``loo`` (leave-one-out by time), ``random`` (8:1:1 per user) or
     ``mind`` (the news source's own train/dev impressions)."""
-    con = encode.connect(mem_mb, threads)
-    source = Path(input["table"])
+    source, out = Path(input["table"]), Path(output["split"])
     if protocol == "loo":
-        encode.split_leave_one_out(con, source, Path(output["split"]))
+        encode.split_leave_one_out(source, out)
     elif protocol == "random":
-        encode.split_random(con, source, Path(output["split"]), seed=seed, ratios=tuple(ratios))
+        encode.split_random(source, out, seed=seed, ratios=tuple(ratios))
     elif protocol == "mind":
-        encode.split_news(con, source, Path(output["split"]))
+        encode.split_news(encode.connect(mem_mb, threads), source, out)
     else:
         raise ValueError(f"unknown split protocol {protocol!r}; use loo, random or mind")
 
@@ -106,9 +105,8 @@ def graph(input: Paths, output: Paths, threads: int = 1, mem_mb: int | None = No
     log.info("graph %s: %s", output["graph"], info)
 
 
-def sequences(input: Paths, output: Paths, threads: int = 1, mem_mb: int | None = None) -> None:
-    encode.build_sequences(encode.connect(mem_mb, threads), Path(input["interactions"]),
-                           Path(output["sequences"]))
+def sequences(input: Paths, output: Paths) -> None:
+    encode.build_sequences(Path(input["interactions"]), Path(output["sequences"]))
 
 
 def item_text(input: Paths, output: Paths, threads: int = 1) -> None:
