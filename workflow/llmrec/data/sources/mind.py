@@ -33,7 +33,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..readers import MalformedInputError, read_delimited
+from ..readers import read_delimited, report_malformed
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +120,7 @@ def _drop_malformed(
     if bad is None:
         return
     row, problem, n_bad = bad
-    line = _line_of_row(path, row, rejected)
-    if not skip:
-        raise MalformedInputError(
-            f"{path}: line {line}: {problem} ({n_bad} malformed line(s) in all; set "
-            f"skip_malformed: true for this dataset to skip them)"
-        )
-    log.warning("%s: skipped %d malformed line(s), the first at line %d: %s",
-                path, n_bad, line, problem)
+    report_malformed(path, _line_of_row(path, row, rejected), problem, n_bad, skip)
     con.execute(f"DELETE FROM {table} WHERE problem IS NOT NULL")
 
 
