@@ -12,9 +12,13 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/text.smk"
+include: "workflow/rules/pfr.smk"
 
 
 rule all:
     input:
         data_targets(),
+        "results/tables/pfr.csv",
+        "results/figures/pfr.png",
     default_target: True

@@ -129,3 +129,35 @@ def test_changing_one_datasets_k_core_reruns_only_its_jobs(built, tmp_path):
         ("data", ""),
     }
     assert jobs_of(done.stdout) == expected
+
+
+@pytest.fixture(scope="module")
+def pfr_built(built):
+    """The PFR table and figure on the test config (real SmolLM2 and MiniLM, tiny data)."""
+    snakemake("--cores", "2", "results/tables/pfr.csv", "results/figures/pfr.png",
+              "--configfile", str(built / "config.yaml"), "--directory", str(built),
+              "--snakefile", str(REPO / "Snakefile"))
+    return built
+
+
+@pytest.mark.slow
+def test_pfr_table_and_figure(pfr_built):
+    import pandas as pd
+
+    table = pd.read_csv(pfr_built / "results" / "tables" / "pfr.csv")
+    assert list(table["model"]) == ["lightgcn", "sge", "pfr"]
+    assert (table["seeds"] == 2).all() and (table["dataset"] == "ml-100k").all()
+    for k in (10, 20):
+        for metric in ("recall", "ndcg", "mrr", "hit", "precision"):
+            col = f"{metric}@{k}"
+            assert table[col].between(0, 1).all(), col
+            assert table[f"{col}_p"].isna().tolist() == [True, False, False], col
+    markdown = (pfr_built / "results" / "tables" / "pfr.md").read_text()
+    assert "reciprocal rank of the first hit" in markdown
+    png = (pfr_built / "results" / "figures" / "pfr.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    profiles = pq.read_table(pfr_built / "results" / "text" / "ml-100k" / "profiles" /
+                             "items.parquet")
+    assert profiles.num_rows == pq.read_metadata(
+        pfr_built / "results" / "data" / "ml-100k" / "filtered" / "items.parquet").num_rows
+    assert all(profiles.column("profile_text").to_pylist())

@@ -7,7 +7,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from llmrec.data.registry import get_spec
 
-DATASETS = sorted(config["build"])
+DATASETS = sorted(set(config["build"]) | set(config["pfr"]["datasets"]))
 _unset = [d for d in DATASETS if d not in config["datasets"]]
 if _unset:
     raise ValueError(f"config: build names {_unset} but datasets has no settings for them; add "
@@ -16,9 +16,15 @@ NEWS = [d for d in DATASETS if get_spec(d).kind == "news"]
 INTERACTION_DATASETS = [d for d in DATASETS if d not in NEWS]
 
 
+SYNTHETIC = [d for d in DATASETS if get_spec(d).synthetic]
+
+
 wildcard_constraints:
     dataset="|".join(map(re.escape, DATASETS)),
     protocol="loo|random|mind",
+    model="lightgcn|sge|pfr",
+    seed=r"\d+",
+    texts=r"item_text|item_profiles|user_profiles_(loo|random)",
 
 
 def dataset_config(wildcards):
@@ -85,3 +91,52 @@ def dataset_targets(dataset):
 
 def data_targets():
     return [t for d in DATASETS for t in dataset_targets(d)] + ["results/tables/datasets.csv"]
+
+
+def pfr_train_input(wildcards):
+    """The split and graph, and for SGE and PFR the text embeddings they align with."""
+    ds, split = wildcards.dataset, config["pfr"]["split"]
+    inputs = {
+        "split": f"results/data/{ds}/split/{split}.parquet",
+        "graph": f"results/data/{ds}/graph/{split}.npz",
+    }
+    if wildcards.model == "sge":
+        inputs["item_semantic"] = f"results/text/{ds}/embeddings/item_text.npy"
+    elif wildcards.model == "pfr":
+        inputs["item_semantic"] = f"results/text/{ds}/embeddings/item_profiles.npy"
+        inputs["user_semantic"] = f"results/text/{ds}/embeddings/user_profiles_{split}.npy"
+    return inputs
+
+
+def pfr_alignment(wildcards):
+    return config["pfr"]["alignment"].get(wildcards.model)
+
+
+def pfr_runs(filename):
+    return expand(
+        "results/pfr/{dataset}/{model}/seed{seed}/{filename}",
+        dataset=config["pfr"]["datasets"],
+        model=["lightgcn", "sge", "pfr"],
+        seed=config["pfr"]["seeds"],
+        filename=filename,
+    )
+
+
+def llm_input(wildcards):
+    """The default LLM's file, fetched by a rule; a model id or folder from config needs none."""
+    if config["llm"]["model"] == "smollm2":
+        return {"model": "resources/models/SmolLM2-135M-Instruct.Q4_1.gguf"}
+    return {}
+
+
+def embed_input(wildcards):
+    ds, texts = wildcards.dataset, wildcards.texts
+    if texts == "item_text":
+        return f"results/data/{ds}/item_text.parquet"
+    if texts == "item_profiles":
+        return f"results/text/{ds}/profiles/items.parquet"
+    return f"results/text/{ds}/profiles/users_{texts.removeprefix('user_profiles_')}.parquet"
+
+
+def embed_column(wildcards):
+    return "text" if wildcards.texts == "item_text" else "profile_text"

@@ -1,0 +1,1 @@
+"""Models: one file per model, each built from plain numbers (sizes, layers), never a dataset."""

@@ -1,0 +1,68 @@
+"""PFR: LightGCN whose embeddings are aligned with text embeddings of LLM-written profiles.
+
+The collaborative side is :class:`~llmrec.models.lightgcn.LightGCN`. The semantic side is a
+fixed matrix of text embeddings per user and per item (a BERT-type sentence encoder applied to
+LLM-written profiles). A small MLP projects the semantic vectors into the collaborative space and
+an InfoNCE loss pulls each node's collaborative embedding towards its own projected profile and
+away from the other nodes of the batch, as in RLMRec's contrastive variant (Ren et al., "Representation
+Learning with Large Language Models for Recommendation", WWW 2024, arXiv:2310.15950).
+
+The same class is the SGE baseline when its semantic vectors embed the raw item text instead of
+an LLM profile (users: the mean embedding of their training items' texts): the graph model with
+text embeddings and no LLM. Only the inputs differ, so the comparison isolates the profiles.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .lightgcn import LightGCN
+
+
+def info_nce(anchor: Tensor, positive: Tensor, temperature: float) -> Tensor:
+    """Mean InfoNCE of matching rows: row ``i`` of ``anchor`` against every row of ``positive``,
+    with row ``i`` the positive and the others in-batch negatives (cosine similarities)."""
+    logits = F.normalize(anchor, dim=-1) @ F.normalize(positive, dim=-1).T / temperature
+    return F.cross_entropy(logits, torch.arange(len(anchor), device=anchor.device))
+
+
+class PFR(LightGCN):
+    r"""LightGCN aligned with semantic (text) embeddings of users and items.
+
+    Args:
+        num_users (int): Number of users.
+        num_items (int): Number of items.
+        user_semantic (Tensor): ``[num_users, d_s]`` fixed text embeddings of user profiles.
+        item_semantic (Tensor): ``[num_items, d_s]`` fixed text embeddings of item profiles.
+        embedding_dim (int, optional): Size of the collaborative embeddings. (default: :obj:`64`)
+        num_layers (int, optional): LightGCN layers. (default: :obj:`3`)
+        hidden_dim (int, optional): Hidden size of the projection MLP. (default: :obj:`256`)
+        temperature (float, optional): InfoNCE temperature :math:`\tau`. (default: :obj:`0.2`)
+    """
+
+    def __init__(self, num_users: int, num_items: int, user_semantic: Tensor,
+                 item_semantic: Tensor, embedding_dim: int = 64, num_layers: int = 3,
+                 hidden_dim: int = 256, temperature: float = 0.2) -> None:
+        super().__init__(num_users, num_items, embedding_dim, num_layers)
+        if user_semantic.shape[0] != num_users or item_semantic.shape[0] != num_items:
+            raise ValueError(
+                f"semantic embeddings cover {user_semantic.shape[0]} users and "
+                f"{item_semantic.shape[0]} items; the graph has {num_users} and {num_items}")
+        self.register_buffer("user_semantic", user_semantic.float())
+        self.register_buffer("item_semantic", item_semantic.float())
+        self.temperature = temperature
+        self.project = nn.Sequential(
+            nn.Linear(item_semantic.shape[1], hidden_dim), nn.LeakyReLU(),
+            nn.Linear(hidden_dim, embedding_dim))
+
+    def alignment_loss(self, users: Tensor, items: Tensor, user_final: Tensor,
+                       item_final: Tensor) -> Tensor:
+        """InfoNCE between collaborative and projected semantic embeddings of the batch's
+        distinct users and items."""
+        users, items = users.unique(), items.unique()
+        return (info_nce(user_final[users], self.project(self.user_semantic[users]),
+                         self.temperature)
+                + info_nce(item_final[items], self.project(self.item_semantic[items]),
+                           self.temperature))

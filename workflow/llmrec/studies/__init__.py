@@ -1,0 +1,1 @@
+"""One module per study: the functions its rules call."""

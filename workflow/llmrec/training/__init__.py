@@ -1,0 +1,1 @@
+"""Training: the shared negative sampler, the seed function and the BPR training loop."""

@@ -1,0 +1,73 @@
+# The PFR study: LightGCN, SGE and PFR per dataset and seed -> results/tables/pfr.csv.
+
+
+rule train_pfr:
+    input:
+        unpack(pfr_train_input),
+    output:
+        per_user="results/pfr/{dataset}/{model}/seed{seed}/per_user.parquet",
+        summary="results/pfr/{dataset}/{model}/seed{seed}/summary.json",
+        weights="results/pfr/{dataset}/{model}/seed{seed}/weights.pt",
+    params:
+        backbone=config["pfr"]["backbone"],
+        alignment=pfr_alignment,
+        ks=config["pfr"]["ks"],
+        device=config["pfr"]["device"],
+        progress=config["progress"],
+    log:
+        "results/logs/pfr/{dataset}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/pfr/{dataset}/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/pfr/train.py"
+
+
+rule pfr_table:
+    input:
+        summaries=pfr_runs("summary.json"),
+        per_user=pfr_runs("per_user.parquet"),
+    output:
+        table=report(
+            "results/tables/pfr.csv",
+            caption="../report/pfr.rst",
+            category="PFR",
+        ),
+        markdown="results/tables/pfr.md",
+    params:
+        ks=config["pfr"]["ks"],
+        synthetic=SYNTHETIC,
+    log:
+        "results/logs/pfr/table.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/pfr/table.py"
+
+
+rule pfr_figure:
+    input:
+        table="results/tables/pfr.csv",
+    output:
+        figure=report(
+            "results/figures/pfr.png",
+            caption="../report/pfr_figure.rst",
+            category="PFR",
+        ),
+    log:
+        "results/logs/pfr/figure.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/pfr/figure.py"
