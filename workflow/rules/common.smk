@@ -125,7 +125,7 @@ def pfr_runs(filename):
 def llm_input(wildcards):
     """The default LLM's file, fetched by a rule; a model id or folder from config needs none."""
     if config["llm"]["model"] == "smollm2":
-        return {"model": "resources/models/SmolLM2-135M-Instruct.Q4_1.gguf"}
+        return {"model": "resources/models/SmolLM2-135M-Instruct"}
     return {}
 
 

