@@ -57,7 +57,7 @@ def test_propagation_loss_and_gradients_match_dense_reference(layers):
     adj = normalized(r)
     torch.manual_seed(0)
     model = LightGCN(n_users, n_items, embedding_dim=5, num_layers=layers)
-    users, pos, neg = torch.tensor([0, 3, 3, 6]), torch.tensor([1, 2, 8, 0]), torch.tensor([4, 4, 5, 7])
+    users, pos, neg = (torch.tensor(t) for t in ([0, 3, 3, 6], [1, 2, 8, 0], [4, 4, 5, 7]))
 
     user_final, item_final = model.propagate(sparse_adjacency(adj))
     bpr, reg = model.bpr_loss(users, pos, neg, user_final, item_final)

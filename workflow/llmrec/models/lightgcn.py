@@ -71,8 +71,8 @@ class LightGCN(nn.Module):
     :math:`\mathbf{E}^{(k+1)} = \hat{\mathbf{A}} \mathbf{E}^{(k)}` on the symmetric normalised
     :math:`(U+I) \times (U+I)` adjacency :math:`\hat{\mathbf{A}} = \mathbf{D}^{-1/2} \mathbf{A}
     \mathbf{D}^{-1/2}` (users first; see :func:`sparse_adjacency`). The ego embeddings
-    :math:`\mathbf{E}^{(0)}` are drawn from :math:`\mathcal{N}(0, 0.1^2)` as in the reference PyTorch
-    code (gusye1234/LightGCN-PyTorch); the authors' TensorFlow code and PyG use Xavier.
+    :math:`\mathbf{E}^{(0)}` are drawn from :math:`\mathcal{N}(0, 0.1^2)` as in the reference
+    PyTorch code (gusye1234/LightGCN-PyTorch); the authors' TensorFlow code and PyG use Xavier.
 
     Args:
         num_users (int): Number of users (rows ``0 .. num_users-1`` of the adjacency).
