@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 import torch
 
+from ..device import resolve_device
 from ..data.artifacts import load_graph, load_split
 from ..evaluation.ranking import METRICS, evaluate, summarize
 from ..evaluation.significance import compare
@@ -40,15 +41,6 @@ log = logging.getLogger(__name__)
 
 MODELS = ("lightgcn", "sge", "pfr")
 BASELINE = "lightgcn"
-
-
-def resolve_device(device: str) -> torch.device:
-    """``auto`` is CUDA where present, else CPU; ``cuda`` without a GPU is an error."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was asked for, but torch sees no GPU")
-    return torch.device(device)
 
 
 def mean_item_embeddings(train: sp.csr_matrix, item_vectors: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .cache import PartFolder, text_sha256
-from .generate import resolve_device
+from ..device import resolve_device
 from .models import DEFAULT_EMBEDDING_MODEL, embedding_model_path
 
 log = logging.getLogger(__name__)
