@@ -263,3 +263,18 @@ def test_embed_texts_cached_encodes_only_new_texts(tmp_path, monkeypatch):
     np.testing.assert_array_equal(second[:3], first[:3])
     plain = embed.embed_texts(SENTENCES, device="cpu")
     np.testing.assert_allclose(second, plain, atol=1e-6)
+
+
+def test_user_history_is_recent_training_items_with_short_profiles():
+    import pyarrow as pa
+
+    from llmrec.text.steps import HISTORY_SUMMARY_WORDS, user_history
+
+    events = pa.table({"user_id": [0, 0, 0, 2], "item_id": [1, 0, 2, 1],
+                       "timestamp": [30, 10, 20, 5]})
+    long = " ".join(f"w{i}" for i in range(HISTORY_SUMMARY_WORDS + 5))
+    lines = user_history(events, ["A", "B", "C"], ["likes a", long, "likes c"], 3, last=2)
+    short = " ".join(long.split()[:HISTORY_SUMMARY_WORDS]) + " ..."
+    assert lines[0] == f"- C: likes c\n- B: {short}"  # the two latest, oldest first
+    assert lines[1] == "(no items)"
+    assert lines[2] == f"- B: {short}"

@@ -113,16 +113,23 @@ def item_profiles(input: Mapping, output: Mapping, *, llm: Mapping, progress: bo
         pq.write_table(table, tmp)
 
 
+HISTORY_SUMMARY_WORDS = 12
+
+
 def user_history(train_events: pa.Table, titles: list[str], summaries: list[str],
                  n_users: int, last: int) -> list[str]:
-    """Each user's ``last`` most recent training items, one line each: title and profile."""
+    """Each user's ``last`` most recent training items, one line each: the title and the first
+    words of the item's profile. Prompt length drives the cost of a CPU run (prefill of every
+    prompt), so the history is kept to a few hundred tokens."""
     order = np.lexsort((train_events.column("timestamp").to_numpy(),
                         train_events.column("user_id").to_numpy()))
     users = train_events.column("user_id").to_numpy()[order]
     items = train_events.column("item_id").to_numpy()[order]
     lines: list[list[str]] = [[] for _ in range(n_users)]
     for u, i in zip(users, items):
-        lines[u].append(f"- {titles[i]}: {summaries[i]}")
+        words = summaries[i].split()
+        short = " ".join(words[:HISTORY_SUMMARY_WORDS]) + (" ..." if len(words) > HISTORY_SUMMARY_WORDS else "")
+        lines[u].append(f"- {titles[i]}: {short}")
     return ["\n".join(rows[-last:]) if rows else "(no items)" for rows in lines]
 
 
