@@ -164,3 +164,11 @@ def test_pfr_table_and_figure(pfr_built):
     assert profiles.num_rows == pq.read_metadata(
         pfr_built / "results" / "data" / "ml-100k" / "filtered" / "items.parquet").num_rows
     assert all(profiles.column("profile_text").to_pylist())
+
+
+@pytest.mark.slow
+def test_progress_bars_are_display_only(built):
+    done = snakemake("-n", "data", "--configfile", str(built / "config.yaml"), "--config",
+                     "progress=True", "--directory", str(built), "--snakefile",
+                     str(REPO / "Snakefile"))
+    assert jobs_of(done.stdout) == set()

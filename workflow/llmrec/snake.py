@@ -32,6 +32,10 @@ def call(smk: Any, func: Callable) -> Any:
     kwargs.update({k: v for k, v in _named(smk.wildcards).items() if k in accepted})
     if "threads" in accepted:
         kwargs["threads"] = smk.threads
+    if "progress" in accepted:
+        # Display only: read from the config here, not passed as a param, so that turning
+        # progress bars off does not make Snakemake rerun every job whose params changed.
+        kwargs["progress"] = bool(smk.config.get("progress", True))
     if "mem_mb" in accepted:
         kwargs["mem_mb"] = getattr(smk.resources, "mem_mb", None)
     try:

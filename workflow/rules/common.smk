@@ -129,6 +129,11 @@ def llm_input(wildcards):
     return {}
 
 
+def item_llm_options(wildcards):
+    """The LLM settings item profiles depend on: not the user-prompt history length."""
+    return {k: v for k, v in config["llm"].items() if k != "user_history"}
+
+
 def embed_input(wildcards):
     ds, texts = wildcards.dataset, wildcards.texts
     if texts == "item_text":

@@ -12,7 +12,6 @@ rule fetch_dataset:
         manifest="results/raw/{dataset}/manifest.json",
     params:
         options=fetch_options,
-        progress=config["progress"],
     log:
         "results/logs/data/fetch/{dataset}.log",
     benchmark:

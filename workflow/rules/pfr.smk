@@ -13,7 +13,6 @@ rule train_pfr:
         alignment=pfr_alignment,
         ks=config["pfr"]["ks"],
         device=config["pfr"]["device"],
-        progress=config["progress"],
     log:
         "results/logs/pfr/{dataset}/{model}/seed{seed}.log",
     benchmark:

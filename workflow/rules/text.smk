@@ -25,8 +25,7 @@ rule item_profiles:
     output:
         table="results/text/{dataset}/profiles/items.parquet",
     params:
-        llm=config["llm"],
-        progress=config["progress"],
+        llm=item_llm_options,
     log:
         "results/logs/text/{dataset}/item_profiles.log",
     benchmark:
@@ -52,7 +51,6 @@ rule user_profiles:
         table="results/text/{dataset}/profiles/users_{protocol}.parquet",
     params:
         llm=config["llm"],
-        progress=config["progress"],
     log:
         "results/logs/text/{dataset}/user_profiles_{protocol}.log",
     benchmark:
@@ -75,7 +73,6 @@ rule embed_texts:
     params:
         column=embed_column,
         embedder=config["embedder"],
-        progress=config["progress"],
     log:
         "results/logs/text/{dataset}/embed_{texts}.log",
     benchmark:

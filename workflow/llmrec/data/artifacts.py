@@ -18,10 +18,6 @@ class Interactions:
     valid: sp.csr_matrix
     test: sp.csr_matrix
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.train.shape
-
 
 def load_split(path: str | Path, n_users: int, n_items: int) -> Interactions:
     """Read ``split/{loo,random}.parquet`` into train/valid/test CSR matrices (duplicates once)."""
