@@ -90,6 +90,54 @@ def test_greedy_float32_answers_do_not_depend_on_the_batch(smollm2):
     assert smollm2.model_id == "SmolLM2-135M-Instruct.Q4_1.gguf|float32|greedy|max_new_tokens=16"
 
 
+@pytest.mark.slow
+@needs_wheel
+def test_decode_loop_matches_model_generate(smollm2):
+    """Our loop (rows leave when done, roomy cache, shared prefix) against transformers' own."""
+    import torch
+
+    prompts = ["Name three colours.", "What is the capital of Japan? Answer in one word.",
+               "Describe a rainy day in one short sentence."]
+    smollm2.batch_size = 3
+    ours = smollm2.generate_tokens(prompts)
+    with torch.inference_mode():
+        for prompt, answer in zip(prompts, ours):
+            ids = torch.tensor([smollm2.encode(prompt)])
+            out = smollm2.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                         generation_config=smollm2.generation_config)
+            assert smollm2.until_eos(out[0, ids.shape[1]:].tolist()) == answer
+    # Some answer stops before max_new_tokens, so a row left the batch early.
+    assert min(len(a) for a in ours) < smollm2.max_new_tokens
+
+
+def test_roomy_layer_writes_into_its_room_and_selects_rows():
+    import torch
+
+    from llmrec.text.generate import RoomyLayer
+
+    layer = RoomyLayer(room=2)
+    k0, v0 = torch.randn(3, 2, 4, 5), torch.randn(3, 2, 4, 5)
+    keys, values = layer.update(k0, v0)
+    assert torch.equal(keys, k0) and torch.equal(values, v0) and layer.get_seq_length() == 4
+    buffer = layer._keys
+    k1, v1 = torch.randn(3, 2, 1, 5), torch.randn(3, 2, 1, 5)
+    keys, _ = layer.update(k1, v1)
+    assert layer._keys is buffer  # written in place, no copy
+    assert torch.equal(keys, torch.cat([k0, k1], dim=2))
+    layer.update(k1, v1)
+    k3 = torch.randn(3, 2, 1, 5)
+    keys, values = layer.update(k3, k3)  # room used up: grows
+    assert layer._keys is not buffer and layer.get_seq_length() == 7
+    assert torch.equal(keys, torch.cat([k0, k1, k1, k3], dim=2))
+    layer.batch_select_indices(torch.tensor([2, 0]))
+    assert torch.equal(layer.keys, torch.cat([k0, k1, k1, k3], dim=2)[[2, 0]])
+    prefix = RoomyLayer()
+    prefix.update(k0[:1], v0[:1])
+    rows = RoomyLayer.repeated(prefix, 4, room=3)
+    assert rows.keys.shape == (4, 2, 4, 5) and rows._keys.shape[2] == 7
+    assert torch.equal(rows.values[3], v0[0])
+
+
 # --- the generation cache ------------------------------------------------------------------------
 
 class FakeGenerator:

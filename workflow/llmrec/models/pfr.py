@@ -40,11 +40,16 @@ class PFR(LightGCN):
         num_layers (int, optional): LightGCN layers. (default: :obj:`3`)
         hidden_dim (int, optional): Hidden size of the projection MLP. (default: :obj:`256`)
         temperature (float, optional): InfoNCE temperature :math:`\tau`. (default: :obj:`0.2`)
+        max_nodes (int, optional): Most users (and most items) of a batch aligned per step, a
+            random subset of its distinct ones; 0 aligns them all. The projection and the
+            InfoNCE grow with this number, and with all of a 2048-pair batch's nodes (about
+            900 of each on ml-100k) an epoch took 6 times as long as LightGCN's.
+            (default: :obj:`0`)
     """
 
     def __init__(self, num_users: int, num_items: int, user_semantic: Tensor,
                  item_semantic: Tensor, embedding_dim: int = 64, num_layers: int = 3,
-                 hidden_dim: int = 256, temperature: float = 0.2) -> None:
+                 hidden_dim: int = 256, temperature: float = 0.2, max_nodes: int = 0) -> None:
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         if user_semantic.shape[0] != num_users or item_semantic.shape[0] != num_items:
             raise ValueError(
@@ -53,6 +58,7 @@ class PFR(LightGCN):
         self.register_buffer("user_semantic", user_semantic.float())
         self.register_buffer("item_semantic", item_semantic.float())
         self.temperature = temperature
+        self.max_nodes = max_nodes
         self.project = nn.Sequential(
             nn.Linear(item_semantic.shape[1], hidden_dim), nn.LeakyReLU(),
             nn.Linear(hidden_dim, embedding_dim))
@@ -61,8 +67,14 @@ class PFR(LightGCN):
                        item_final: Tensor) -> Tensor:
         """InfoNCE between collaborative and projected semantic embeddings of the batch's
         distinct users and items."""
-        users, items = users.unique(), items.unique()
+        users, items = self._some(users.unique()), self._some(items.unique())
         return (info_nce(user_final[users], self.project(self.user_semantic[users]),
                          self.temperature)
                 + info_nce(item_final[items], self.project(self.item_semantic[items]),
                            self.temperature))
+
+    def _some(self, nodes: Tensor) -> Tensor:
+        """At most ``max_nodes`` of ``nodes``, drawn with torch's generator (seeded by the run)."""
+        if not self.max_nodes or len(nodes) <= self.max_nodes:
+            return nodes
+        return nodes[torch.randperm(len(nodes), device=nodes.device)[:self.max_nodes]]

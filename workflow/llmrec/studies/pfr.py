@@ -69,7 +69,7 @@ def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: s
                     else mean_item_embeddings(split.train, item_sem))
         net = PFR(graph.n_users, graph.n_items, torch.from_numpy(user_sem),
                   torch.from_numpy(item_sem), backbone["embedding_dim"], backbone["num_layers"],
-                  alignment["hidden_dim"], alignment["temperature"])
+                  alignment["hidden_dim"], alignment["temperature"], alignment["max_nodes"])
         weight = alignment["weight"]
 
         def extra(m, users, pos, neg, user_final, item_final):
