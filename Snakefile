@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/pfr.smk"
+include: "workflow/rules/popk.smk"
 
 
 rule all:
@@ -21,4 +22,6 @@ rule all:
         data_targets(),
         "results/tables/pfr.csv",
         "results/figures/pfr.png",
+        "results/tables/popk.csv",
+        "results/figures/popk_diversity.png",
     default_target: True

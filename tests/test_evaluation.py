@@ -240,3 +240,48 @@ def test_tail_share_breaks_popularity_ties_by_item_id():
     top = np.array([[1, 7, 3], [2, -1, -1], [0, 1, 2]])
     # user 0: item 1 head, 7 and 3 tail -> 2/3; user 1: only head -> 0; user 2: 0 tail -> 1/3.
     assert tail_share(top, popularity) == pytest.approx([2 / 3, 0.0, 1 / 3])
+
+
+# --- MIND impression metrics ---------------------------------------------------------------------
+
+def test_impression_metrics_match_hand_computed_values():
+    from llmrec.evaluation.impressions import impression_metrics
+
+    # Ranked by score: a(0), b(1), d(1), c(0). Clicked b and d at ranks 2 and 3.
+    frame = impression_metrics([np.array([0, 1, 0, 1])], [np.array([0.9, 0.8, 0.1, 0.5])],
+                               impression_ids=[42])
+    row = frame.iloc[0]
+    assert row["impression_id"] == 42
+    assert row["auc"] == pytest.approx(0.5)  # (b > c) and (d > c) of 4 pairs
+    assert row["mrr"] == pytest.approx((1 / 2 + 1 / 3) / 2)
+    dcg = 1 / math.log2(3) + 1 / math.log2(4)
+    assert row["ndcg@5"] == pytest.approx(dcg / (1 + 1 / math.log2(3)))
+    assert row["ndcg@10"] == pytest.approx(row["ndcg@5"])
+
+
+def test_impression_metrics_cutoff_ties_and_one_class():
+    from llmrec.evaluation.impressions import auc, mrr, ndcg
+
+    labels = np.zeros(12, dtype=int)
+    labels[7] = 1
+    scores = -np.arange(12, dtype=float)  # shown order = ranked order; the click is 8th
+    assert ndcg(labels, scores, 5) == 0.0
+    assert ndcg(labels, scores, 10) == pytest.approx(1 / math.log2(9))
+    assert auc(labels, scores) == pytest.approx(4 / 11)  # above 4 of the 11 non-clicks
+    # Ties: a click tied with a non-click is half right; shown order breaks the rank tie.
+    assert auc(np.array([1, 0]), np.array([0.5, 0.5])) == 0.5
+    assert mrr(np.array([0, 1]), np.array([0.5, 0.5])) == 0.5
+    assert math.isnan(auc(np.array([1, 1]), np.array([0.1, 0.2])))
+
+
+def test_impression_auc_agrees_with_pairs_counted_directly():
+    from llmrec.evaluation.impressions import auc
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, 2, 15)
+        labels[:2] = [0, 1]
+        scores = rng.integers(0, 5, 15).astype(float)  # many ties
+        pos, neg = scores[labels == 1], scores[labels == 0]
+        pairs = (pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()
+        assert auc(labels, scores) == pytest.approx(pairs / (len(pos) * len(neg)))

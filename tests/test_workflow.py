@@ -172,3 +172,40 @@ def test_progress_bars_are_display_only(built):
                      "progress=True", "--directory", str(built), "--snakefile",
                      str(REPO / "Snakefile"))
     assert jobs_of(done.stdout) == set()
+
+
+@pytest.fixture(scope="module")
+def popk_built(built):
+    """The POPK table and figure on the test config (tiny synthetic news, tiny models)."""
+    snakemake("--cores", "2", "results/tables/popk.csv", "results/figures/popk_diversity.png",
+              "--configfile", str(built / "config.yaml"), "--directory", str(built),
+              "--snakefile", str(REPO / "Snakefile"))
+    return built
+
+
+@pytest.mark.slow
+def test_popk_table_and_figure(popk_built):
+    import pandas as pd
+
+    table = pd.read_csv(popk_built / "results" / "tables" / "popk.csv")
+    assert table[["model", "popk"]].values.tolist() == [
+        [m, p] for m in ("nrms", "naml", "lstur") for p in (0, 2)]
+    assert (table["seeds"] == 2).all()
+    assert (table["dataset"] == "synthetic-news (synthetic)").all()
+    for metric in ("auc", "mrr", "ndcg@5", "ndcg@10", "ild_category", "coverage",
+                   "tail_share"):
+        assert table[metric].between(0, 1).all(), metric
+    baseline = table["popk"] == 0
+    assert (table.loc[baseline, "auc_change_%"] == 0).all()
+    assert table.loc[baseline, "auc_p"].isna().all()
+    assert table.loc[~baseline, "auc_p"].between(0, 1).all()
+    assert table.loc[~baseline, "coverage_p"].isna().all()  # one number per run: no test
+    markdown = (popk_built / "results" / "tables" / "popk.md").read_text()
+    assert "MIND's impression metrics" in markdown
+    png = (popk_built / "results" / "figures" / "popk_diversity.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    per_impression = pq.read_table(popk_built / "results" / "popk" / "synthetic-news" / "nrms" /
+                                   "popk2" / "seed0" / "per_impression.parquet")
+    dev = pq.read_table(popk_built / "results" / "data" / "synthetic-news" / "split" /
+                        "mind.parquet").to_pandas()
+    assert per_impression.num_rows == (dev["split"] == "dev").sum()

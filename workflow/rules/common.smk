@@ -7,12 +7,19 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 
 from llmrec.data.registry import get_spec
 
-DATASETS = sorted(set(config["build"]) | set(config["pfr"]["datasets"]))
+DATASETS = sorted(set(config["build"]) | set(config["pfr"]["datasets"])
+                  | set(config["popk"]["datasets"]))
 _unset = [d for d in DATASETS if d not in config["datasets"]]
 if _unset:
     raise ValueError(f"config: build names {_unset} but datasets has no settings for them; add "
                      f"datasets.<name> (see config.yaml for every dataset's settings)")
 NEWS = [d for d in DATASETS if get_spec(d).kind == "news"]
+_not_news = [d for d in config["popk"]["datasets"] if d not in NEWS]
+if _not_news:
+    raise ValueError(f"config: popk.datasets {_not_news} are not news datasets (MIND format)")
+if max(config["popk"]["popk"], default=0) > config["popk"]["sampler"]["npratio"]:
+    raise ValueError(f"config: popk values {config['popk']['popk']} exceed "
+                     f"popk.sampler.npratio = {config['popk']['sampler']['npratio']}")
 INTERACTION_DATASETS = [d for d in DATASETS if d not in NEWS]
 
 
@@ -24,6 +31,8 @@ wildcard_constraints:
     protocol="loo|random|mind",
     model="lightgcn|sge|pfr",
     seed=r"\d+",
+    news_model="nrms|naml|lstur",
+    popk=r"\d+",
     texts=r"item_text|item_profiles|user_profiles_(loo|random)",
 
 
@@ -145,3 +154,25 @@ def embed_input(wildcards):
 
 def embed_column(wildcards):
     return "text" if wildcards.texts == "item_text" else "profile_text"
+
+
+def popk_values():
+    """popk = 0 (the plain sampler, every comparison's baseline) and the configured values."""
+    return sorted({0, *config["popk"]["popk"]})
+
+
+def popk_runs(filename):
+    return expand(
+        "results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/{filename}",
+        dataset=config["popk"]["datasets"],
+        news_model=config["popk"]["models"],
+        popk=popk_values(),
+        seed=config["popk"]["seeds"],
+        filename=filename,
+    )
+
+
+def popk_model_settings(wildcards):
+    """The model's settings plus the news-encoder switch every news model shares."""
+    cfg = config["popk"]
+    return {**cfg[wildcards.news_model], "news_encoder": cfg["news_encoder"]}

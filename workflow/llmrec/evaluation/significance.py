@@ -38,21 +38,22 @@ def paired_tests(a: np.ndarray, b: np.ndarray) -> dict[str, float | int]:
 
 
 def compare(per_user_a: pd.DataFrame, per_user_b: pd.DataFrame,
-            metric: str) -> dict[str, float | int]:
+            metric: str, key: str = "user_id") -> dict[str, float | int]:
     """``paired_tests`` of one metric column over the users both tables share.
 
-    The tables are ``ranking_metrics`` outputs; they are joined on ``user_id`` (inner), so users
-    only one model was evaluated on are left out. The result adds ``mean_a`` and ``mean_b``,
-    the metric's means over the shared users.
+    The tables are ``ranking_metrics`` outputs; they are joined on ``key`` (inner; default
+    ``user_id``, ``impression_id`` for impression metrics), so users only one model was
+    evaluated on are left out. The result adds ``mean_a`` and ``mean_b``, the metric's means
+    over the shared users.
     """
     for name, table in (("a", per_user_a), ("b", per_user_b)):
         if metric not in table.columns:
             raise KeyError(f"metric {metric!r} is not a column of table {name}: "
                            f"{list(table.columns)}")
-    both = per_user_a[["user_id", metric]].merge(
-        per_user_b[["user_id", metric]], on="user_id", suffixes=("_a", "_b"),
-        validate="one_to_one")
+    both = per_user_a[[key, metric]].merge(
+        per_user_b[[key, metric]], on=key, suffixes=("_a", "_b"), validate="one_to_one")
+    both = both.dropna()  # e.g. AUC of an impression without a non-click
     if both.empty:
-        raise ValueError("the two per-user tables share no user_id: they cannot be compared")
+        raise ValueError(f"the two tables share no {key}: they cannot be compared")
     a, b = both[f"{metric}_a"].to_numpy(), both[f"{metric}_b"].to_numpy()
     return paired_tests(a, b) | {"mean_a": float(a.mean()), "mean_b": float(b.mean())}

@@ -1,0 +1,75 @@
+# The POPK study: news models x popk x seed on MIND-format data -> results/tables/popk.csv.
+
+
+rule train_popk:
+    input:
+        split="results/data/{dataset}/split/mind.parquet",
+        news="results/data/{dataset}/canonical/items.parquet",
+        item_vectors="results/text/{dataset}/embeddings/item_text.npy",
+    output:
+        per_impression="results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/per_impression.parquet",
+        summary="results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/summary.json",
+    params:
+        model=lambda wildcards: wildcards.news_model,
+        settings=popk_model_settings,
+        word_init=config["popk"]["word_init"],
+        sampler=config["popk"]["sampler"],
+        data=config["popk"]["data"],
+        train=config["popk"]["train"],
+        device=config["popk"]["device"],
+    log:
+        "results/logs/popk/{dataset}/{news_model}/popk{popk}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/popk/{dataset}/{news_model}/popk{popk}/seed{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/popk/train.py"
+
+
+rule popk_table:
+    input:
+        summaries=popk_runs("summary.json"),
+        per_impression=popk_runs("per_impression.parquet"),
+    output:
+        table=report(
+            "results/tables/popk.csv",
+            caption="../report/popk.rst",
+            category="POPK",
+        ),
+        markdown="results/tables/popk.md",
+    params:
+        synthetic=SYNTHETIC,
+    log:
+        "results/logs/popk/table.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/popk/table.py"
+
+
+rule popk_figure:
+    input:
+        table="results/tables/popk.csv",
+    output:
+        figure=report(
+            "results/figures/popk_diversity.png",
+            caption="../report/popk_figure.rst",
+            category="POPK",
+        ),
+    log:
+        "results/logs/popk/figure.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    script:
+        "../scripts/popk/figure.py"
