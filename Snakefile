@@ -15,13 +15,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/pfr.smk"
 include: "workflow/rules/popk.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         data_targets(),
-        "results/tables/pfr.csv",
-        "results/figures/pfr.png",
-        "results/tables/popk.csv",
-        "results/figures/popk_diversity.png",
+        study_tables(),
+        "results/tables/benchmarks.csv",
     default_target: True

@@ -102,6 +102,9 @@ def test_data_target_builds_every_artifact(built):
     assert table[0].startswith("dataset,kind,synthetic,users,items,interactions,density")
     rows = {line.split(",")[0]: line.split(",") for line in table[1:]}
     assert rows["synthetic-news"][2] == "True" and rows["ml-100k"][2] == "False"
+    header = table[0].split(",")
+    assert header[-2:] == ["git_commit", "config_sha256"]
+    assert len(rows["ml-100k"][-1]) == 64 and rows["ml-100k"][-2]  # a commit or "unknown"
     stats = json.loads((data / "ml-100k" / "stats.json").read_text())
     filtered = pq.read_table(data / "ml-100k" / "filtered" / "interactions.parquet")
     assert stats["interactions"] == filtered.num_rows
@@ -200,6 +203,7 @@ def test_popk_table_and_figure(popk_built):
     assert table.loc[baseline, "auc_p"].isna().all()
     assert table.loc[~baseline, "auc_p"].between(0, 1).all()
     assert table.loc[~baseline, "coverage_p"].isna().all()  # one number per run: no test
+    assert table["config_sha256"].nunique() == 1 and len(table["config_sha256"][0]) == 64
     markdown = (popk_built / "results" / "tables" / "popk.md").read_text()
     assert "MIND's impression metrics" in markdown
     png = (popk_built / "results" / "figures" / "popk_diversity.png").read_bytes()
@@ -209,3 +213,58 @@ def test_popk_table_and_figure(popk_built):
     dev = pq.read_table(popk_built / "results" / "data" / "synthetic-news" / "split" /
                         "mind.parquet").to_pandas()
     assert per_impression.num_rows == (dev["split"] == "dev").sum()
+
+
+@pytest.mark.slow
+def test_benchmarks_table_gathers_the_runs_jobs(pfr_built, popk_built):
+    import pandas as pd
+
+    done = snakemake("--cores", "2", "results/tables/benchmarks.csv", "--configfile",
+                     str(pfr_built / "config.yaml"), "--directory", str(pfr_built),
+                     "--snakefile", str(REPO / "Snakefile"))
+    ran = jobs_of(done.stdout + done.stderr)
+    assert ("benchmarks_table", "") in ran and not any(r == "train_pfr" for r, _ in ran)
+    table = pd.read_csv(pfr_built / "results" / "tables" / "benchmarks.csv")
+    jobs = set(zip(table["rule"], table["job"]))
+    assert ("pfr/ml-100k", "pfr/seed1") in jobs
+    assert ("popk/synthetic-news", "lstur/popk2/seed0") in jobs
+    assert (table["seconds"] > 0).all() and (table["max_rss_mb"] > 0).all()
+    assert (pfr_built / "results" / "figures" / "benchmarks.png").is_file()
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((c for c in ("chromium", "chromium-browser", "google-chrome")
+                 if shutil.which(c)), None)
+
+
+@pytest.mark.slow
+def test_report_shows_every_table_and_figure(pfr_built, popk_built, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no headless Chromium (.ci/run installs Debian's chromium)")
+    work = pfr_built
+    snakemake("--cores", "2", "results/tables/benchmarks.csv", "--configfile",
+              str(work / "config.yaml"), "--directory", str(work), "--snakefile",
+              str(REPO / "Snakefile"))
+    report = work / "results" / "report.html"
+    snakemake("--report", str(report), "results/tables/datasets.csv", "results/tables/pfr.csv",
+              "results/figures/pfr.png", "results/tables/popk.csv",
+              "results/figures/popk_diversity.png", "results/tables/benchmarks.csv",
+              "--configfile", str(work / "config.yaml"), "--directory", str(work),
+              "--snakefile", str(REPO / "Snakefile"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True,
+                         text=True, timeout=120).stdout
+    for category in ("Datasets", "PFR", "POPK", "Benchmarks"):
+        assert category in dom, category
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *flags, "--window-size=1400,1000", f"--screenshot={shot}",
+                    report.as_uri()], capture_output=True, timeout=120)
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+    if os.environ.get("LLMREC_SCREENSHOT_DIR"):  # to look at it
+        import shutil
+
+        shutil.copy(shot, Path(os.environ["LLMREC_SCREENSHOT_DIR"]) / "report.png")

@@ -113,7 +113,8 @@ def pfr_train_input(wildcards):
         inputs["item_semantic"] = f"results/text/{ds}/embeddings/item_text.npy"
     elif wildcards.model == "pfr":
         inputs["item_semantic"] = f"results/text/{ds}/embeddings/item_profiles.npy"
-        inputs["user_semantic"] = f"results/text/{ds}/embeddings/user_profiles_{split}.npy"
+        if config["pfr"]["user_profiles"] == "llm":  # else: the mean of its items' profiles
+            inputs["user_semantic"] = f"results/text/{ds}/embeddings/user_profiles_{split}.npy"
     return inputs
 
 
@@ -176,3 +177,23 @@ def popk_model_settings(wildcards):
     """The model's settings plus the news-encoder switch every news model shares."""
     cfg = config["popk"]
     return {**cfg[wildcards.news_model], "news_encoder": cfg["news_encoder"]}
+
+
+def study_tables():
+    """Every study table and figure the default target builds."""
+    return [
+        "results/tables/datasets.csv",
+        "results/tables/pfr.csv",
+        "results/figures/pfr.png",
+        "results/tables/popk.csv",
+        "results/figures/popk_diversity.png",
+    ]
+
+
+def provenance(*sections, datasets=()):
+    """The config slice a table depends on, hashed (see llmrec.provenance)."""
+    from llmrec.provenance import config_sha256
+
+    slices = {name: config[name] for name in sections}
+    slices["datasets"] = {d: config["datasets"][d] for d in datasets}
+    return {"config_sha256": config_sha256(slices)}

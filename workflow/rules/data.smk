@@ -176,6 +176,8 @@ rule dataset_table:
             caption="../report/datasets.rst",
             category="Datasets",
         ),
+    params:
+        provenance=provenance(datasets=DATASETS),
     log:
         "results/logs/data/dataset_table.log",
     conda:

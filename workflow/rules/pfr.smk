@@ -39,6 +39,7 @@ rule pfr_table:
         ),
         markdown="results/tables/pfr.md",
     params:
+        provenance=provenance("pfr", "llm", "embedder", datasets=config["pfr"]["datasets"]),
         ks=config["pfr"]["ks"],
         synthetic=SYNTHETIC,
     log:

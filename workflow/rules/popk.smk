@@ -43,6 +43,7 @@ rule popk_table:
         ),
         markdown="results/tables/popk.md",
     params:
+        provenance=provenance("popk", "embedder", datasets=config["popk"]["datasets"]),
         synthetic=SYNTHETIC,
     log:
         "results/logs/popk/table.log",

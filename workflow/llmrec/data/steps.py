@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..io import atomic_path, read_json, write_json
+from ..provenance import stamp
 from . import download, encode, synthetic_news
 from .canonical import write_canonical
 from .registry import get_spec
@@ -128,15 +129,18 @@ STATS_COLUMNS = ("dataset", "kind", "synthetic", "users", "items", "interactions
                  "impressions")
 
 
-def collect_statistics(input: Paths, output: Paths) -> None:
-    """Gather every dataset's statistics into the studies' dataset table (CSV)."""
+def collect_statistics(input: Paths, output: Paths, provenance: Mapping | None = None) -> None:
+    """Gather every dataset's statistics into the studies' dataset table (CSV), each row
+    stamped with the git commit and the config hash (``llmrec.provenance``)."""
     stats = input["stats"]
     rows = [read_json(p) for p in ([stats] if isinstance(stats, (str, Path)) else stats)]
+    stamped = stamp(provenance)
     with atomic_path(output["table"]) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=STATS_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=[*STATS_COLUMNS, *stamped],
+                                extrasaction="ignore")
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["dataset"]):
-            row = dict(row)
+            row = dict(row) | stamped
             row["density"] = f"{row['density']:.6f}"
             row["impressions"] = sum(row.get("impressions", {}).values()) or ""
             writer.writerow(row)

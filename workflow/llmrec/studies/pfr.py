@@ -3,7 +3,9 @@
 - ``lightgcn``: the graph model alone.
 - ``sge``: LightGCN aligned with sentence embeddings of the raw item text (users: the mean of
   their training items' embeddings); no LLM.
-- ``pfr``: LightGCN aligned with sentence embeddings of LLM-written item and user profiles.
+- ``pfr``: LightGCN aligned with sentence embeddings of LLM-written item profiles, and of
+  LLM-written user profiles (``pfr.user_profiles: llm``) or, without an ``user_semantic``
+  input (``item_mean``), the mean of the user's training items' profile embeddings.
 
 Every model is trained with the same backbone settings and seed, selected by early stopping on
 the validation split, and evaluated on the test split with training and validation items masked.
@@ -29,6 +31,7 @@ from ..data.artifacts import load_graph, load_split
 from ..evaluation.ranking import METRICS, evaluate, summarize
 from ..evaluation.significance import compare
 from ..io import atomic_path, read_json, write_json
+from ..provenance import stamp
 from ..models.lightgcn import LightGCN, sparse_adjacency
 from ..models.pfr import PFR
 from ..training.loop import train_bpr
@@ -109,7 +112,8 @@ def _columns(ks: Sequence[int]) -> list[str]:
 
 
 def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str], *,
-                  ks: Sequence[int], synthetic: Sequence[str] = ()) -> None:
+                  ks: Sequence[int], synthetic: Sequence[str] = (),
+                  provenance: Mapping | None = None) -> None:
     """Mean and std over seeds per (dataset, model), and paired tests against LightGCN.
 
     Tests pair users: each user's metric is first averaged over the seeds, then the model's and
@@ -143,7 +147,7 @@ def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str],
                 else:
                     row[f"{col}_p"] = row[f"{col}_wilcoxon_p"] = np.nan
             rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(**stamp(provenance))
     with atomic_path(output["table"]) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(output["markdown"]) as tmp:

@@ -38,6 +38,7 @@ from ..evaluation.diversity import (average_popularity, coverage, gini, intra_li
 from ..evaluation.impressions import IMPRESSION_METRICS, impression_metrics
 from ..evaluation.significance import compare
 from ..io import atomic_path, read_json, write_json
+from ..provenance import stamp
 from ..news import build_model
 from ..news.data import NewsFeatures, build_features, training_articles, user_numbering
 from ..news.sampling import Impressions, Popularity
@@ -169,7 +170,7 @@ METRIC_ORDER = (*IMPRESSION_METRICS, *LIST_METRICS, *RUN_METRICS)
 
 
 def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str], *,
-                  synthetic: Sequence[str] = ()) -> None:
+                  synthetic: Sequence[str] = (), provenance: Mapping | None = None) -> None:
     """Per (dataset, model, popk): mean and std over seeds, % change and paired p against
     popk = 0 of the same model. Tests pair dev impressions (values averaged over seeds first);
     coverage and Gini are one number per run and get no test."""
@@ -203,7 +204,7 @@ def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str],
                         p = compare(frames[popk], frames[0], metric, key="impression_id")["t_p"]
                     row[f"{metric}_p"] = p
                 rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).assign(**stamp(provenance))
     with atomic_path(output["table"]) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(output["markdown"]) as tmp:
@@ -249,9 +250,11 @@ def results_figure(input: Mapping[str, str], output: Mapping[str, str], *,
             ax_acc.errorbar(rows["popk"], rows[accuracy], yerr=rows[f"{accuracy}_std"],
                             marker="o", capsize=3, label=model)
         ax_div.axhline(0, color="grey", lw=0.8)
-        ax_div.set_title(f"{dataset}: {diversity} change vs popk = 0")
+        ax_div.set_title(f"{dataset}\ndiversity: {diversity} of the top 10, change vs popk = 0",
+                         fontsize=10)
         ax_div.set_ylabel("change (%)")
-        ax_acc.set_title(f"{dataset}: {accuracy.upper()} (mean ± std over seeds)")
+        ax_acc.set_title(f"{dataset}\naccuracy: {accuracy.upper()} (mean ± std over seeds)",
+                         fontsize=10)
         ax_acc.set_ylabel(accuracy.upper())
         for ax in (ax_div, ax_acc):
             ax.set_xlabel("popk (popular negatives of k)")

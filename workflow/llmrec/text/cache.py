@@ -151,7 +151,9 @@ def generate_cached(generator: TextGenerator, cache: GenerationCache,
     prompts = {}
     for key_text, prompt in items:
         prompts.setdefault(CacheKey(generator.model_id, template_id, text_sha256(key_text)), prompt)
-    todo = cache.missing(prompts)
+    # Longest first over all chunks (the generator sorts only within a call): batches then
+    # hold prompts of similar lengths and pad little. Stable, so the order is deterministic.
+    todo = sorted(cache.missing(prompts), key=lambda k: -len(prompts[k]))
     log.info("%d of %d prompts need an answer (%s)", len(todo), len(prompts), template_id)
     for start in range(0, len(todo), chunk_size):
         chunk = todo[start:start + chunk_size]

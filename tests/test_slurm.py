@@ -1,0 +1,173 @@
+"""The Slurm profile against a real single-node Slurm started on localhost for the test.
+
+Needs root and Debian's packages (``.ci/run`` installs them): ``slurmctld slurmd slurm-client
+munge``. The test starts munged, slurmctld and slurmd with a configuration of its own (no
+systemd, no cgroups, no accounting database), submits the data target of the test config through
+``profiles/slurm-cpu``, checks that the jobs ran under Slurm and that the outputs equal a local
+run's, and stops only the daemons it started (by their pid files). ``-m 'not slurm'`` skips it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+from .test_workflow import SNAKEMAKE, _test_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+DAEMONS = ("munged", "slurmctld", "slurmd")
+
+
+def _missing() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    absent = [d for d in (*DAEMONS, "sbatch", "squeue", "mungekey") if shutil.which(d) is None]
+    return f"missing {absent} (apt-get install slurmctld slurmd slurm-client munge)" if absent \
+        else None
+
+
+SLURM_CONF = """\
+ClusterName=llmrec-test
+SlurmctldHost={host}(127.0.0.1)
+SlurmctldPort={ctld_port}
+SlurmdPort={d_port}
+AuthType=auth/munge
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation={base}/state
+SlurmdSpoolDir={base}/spool
+SlurmctldPidFile={base}/slurmctld.pid
+SlurmdPidFile={base}/slurmd.pid
+SlurmctldLogFile={base}/slurmctld.log
+SlurmdLogFile={base}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/filetxt
+JobCompLoc={base}/jobcomp.log
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=1000
+MinJobAge=120
+ReturnToService=2
+MpiDefault=none
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory} State=UNKNOWN
+PartitionName=test Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory):
+    """A running single-node Slurm; yields the environment that points clients at it."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("slurm")
+    for sub in ("state", "spool", "munge"):
+        (base / sub).mkdir()
+    host = socket.gethostname().split(".")[0]
+    conf = base / "slurm.conf"
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2
+    conf.write_text(SLURM_CONF.format(host=host, base=base, cpus=os.cpu_count(),
+                                      memory=memory, ctld_port=_free_port(),
+                                      d_port=_free_port()))
+    env = os.environ | {"SLURM_CONF": str(conf)}
+    # munge: its own key, socket and pid file in the test's folder, run as the munge user.
+    key, socket_path = base / "munge" / "munge.key", base / "munge" / "munge.socket"
+    subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True)
+    shutil.chown(base / "munge", "munge", "munge")
+    shutil.chown(key, "munge", "munge")
+    os.chmod(base / "munge", 0o700)
+    os.chmod(key, 0o600)
+    munge_pid = base / "munge" / "munged.pid"
+    subprocess.run(["runuser", "-u", "munge", "--", "munged", "--key-file", str(key),
+                    "--socket", str(socket_path), "--pid-file", str(munge_pid),
+                    "--log-file", str(base / "munge" / "munged.log"),
+                    "--seed-file", str(base / "munge" / "munged.seed")], check=True)
+    # Slurm's munge plugin finds the socket through its AuthInfo setting.
+    conf.write_text(conf.read_text() + f"AuthInfo=socket={socket_path}\n")
+    pids = [munge_pid, base / "slurmctld.pid", base / "slurmd.pid"]
+    try:
+        subprocess.run(["slurmctld", "-f", str(conf)], check=True, env=env)
+        subprocess.run(["slurmd", "-f", str(conf)], check=True, env=env)
+        for _ in range(60):
+            done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
+                                  env=env)
+            if done.stdout.strip() in ("idle", "mix", "alloc"):
+                break
+            time.sleep(0.5)
+        else:
+            raise RuntimeError(f"the Slurm node did not come up: {done.stdout}{done.stderr}\n"
+                               + (base / "slurmctld.log").read_text()[-2000:])
+        yield env, base
+    finally:
+        for pid_file in reversed(pids):
+            if pid_file.exists():
+                try:
+                    os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+                except (ProcessLookupError, ValueError):
+                    pass
+
+
+def _run(args: list[str], cwd: Path, env: dict, limit: float) -> subprocess.CompletedProcess:
+    """Snakemake bounded in time: a hung run ignores SIGTERM while jobs run, so SIGINT."""
+    proc = subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = proc.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+        raise AssertionError(f"snakemake did not finish within {limit} s:\n{out[-4000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+
+
+def test_the_slurm_profile_runs_jobs_under_slurm_with_local_outputs(slurm, tmp_path):
+    env, base = slurm
+    target = "results/tables/datasets.csv"
+    local, cluster = tmp_path / "local", tmp_path / "cluster"
+    for work in (local, cluster):
+        work.mkdir()
+    config = _test_config(tmp_path)
+    common = [target, "--configfile", str(config), "--snakefile", str(REPO / "Snakefile")]
+    done = _run(["--cores", "2", *common, "--directory", str(local)], REPO, env, 120)
+    assert done.returncode == 0, done.stdout[-4000:]
+    done = _run(["--profile", str(REPO / "profiles" / "slurm-cpu"), *common, "--directory",
+                 str(cluster), "--slurm-init-seconds-before-status-checks", "2",
+                 "--default-resources", "slurm_partition=test", "runtime=10", "mem_mb=1000"],
+                REPO, env, 150)
+    assert done.returncode == 0, done.stdout[-4000:]
+    # Slurm ran them: every rule of the target appears in its job completion log.
+    completed = (base / "jobcomp.log").read_text()
+    for rule in ("fetch_dataset", "parse_dataset", "filter_interactions", "dataset_statistics"):
+        assert rule in completed, rule
+    assert "JobState=COMPLETED" in completed and "JobState=FAILED" not in completed
+    assert list((cluster / "results" / "logs" / "slurm").rglob("*.log"))
+    # The same data as the local run (the table's provenance columns aside).
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    for rel in ("results/data/ml-100k/split/random.parquet",
+                "results/data/synthetic-news/split/mind.parquet"):
+        assert pq.read_table(cluster / rel).equals(pq.read_table(local / rel)), rel
+    with np.load(cluster / "results/data/ml-100k/graph/random.npz") as a, \
+            np.load(local / "results/data/ml-100k/graph/random.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    assert (cluster / target).read_text() == (local / target).read_text()
