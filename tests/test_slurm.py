@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def slurm(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     base = tmp_path_factory.mktemp("slurm")
-    for sub in ("state", "spool", "munge"):
+    for sub in ("state", "spool"):
         (base / sub).mkdir()
     host = socket.gethostname().split(".")[0]
     conf = base / "slurm.conf"
@@ -88,22 +89,34 @@ def slurm(tmp_path_factory):
                                       memory=memory, ctld_port=_free_port(),
                                       d_port=_free_port()))
     env = os.environ | {"SLURM_CONF": str(conf)}
-    # munge: its own key, socket and pid file in the test's folder, run as the munge user.
-    key, socket_path = base / "munge" / "munge.key", base / "munge" / "munge.socket"
-    subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True)
-    shutil.chown(base / "munge", "munge", "munge")
-    shutil.chown(key, "munge", "munge")
-    os.chmod(base / "munge", 0o700)
-    os.chmod(key, 0o600)
-    munge_pid = base / "munge" / "munged.pid"
-    subprocess.run(["runuser", "-u", "munge", "--", "munged", "--key-file", str(key),
-                    "--socket", str(socket_path), "--pid-file", str(munge_pid),
-                    "--log-file", str(base / "munge" / "munged.log"),
-                    "--seed-file", str(base / "munge" / "munged.seed")], check=True)
-    # Slurm's munge plugin finds the socket through its AuthInfo setting.
-    conf.write_text(conf.read_text() + f"AuthInfo=socket={socket_path}\n")
-    pids = [munge_pid, base / "slurmctld.pid", base / "slurmd.pid"]
+    # Job steps (srun inside a job) read the default path whatever SLURM_CONF said at
+    # submission: point it at ours for the test's lifetime, never over an existing one.
+    default_conf = Path("/etc/slurm/slurm.conf")
+    if default_conf.exists() or default_conf.is_symlink():
+        pytest.skip(f"{default_conf} exists: this machine has a Slurm of its own")
+    munge_dir = Path(tempfile.mkdtemp(prefix="llmrec-test-munge-", dir="/run"))
+    pids = [munge_dir / "munged.pid", base / "slurmctld.pid", base / "slurmd.pid"]
     try:
+        default_conf.parent.mkdir(parents=True, exist_ok=True)
+        default_conf.symlink_to(conf)
+        # munge: its own key, socket and pid file, run as the munge user. munged refuses
+        # paths the munge user cannot reach, so not under pytest's (root-only) tmp.
+        key, socket_path = munge_dir / "munge.key", munge_dir / "munge.socket"
+        subprocess.run(["mungekey", "--create", "--keyfile", str(key)], check=True)
+        shutil.chown(munge_dir, "munge", "munge")
+        shutil.chown(key, "munge", "munge")
+        os.chmod(munge_dir, 0o755)  # the socket must be reachable by every user
+        os.chmod(key, 0o600)
+        munge_pid = munge_dir / "munged.pid"
+        done = subprocess.run(["runuser", "-u", "munge", "--", "munged", "--key-file", str(key),
+                               "--socket", str(socket_path), "--pid-file", str(munge_pid),
+                               "--log-file", str(munge_dir / "munged.log"),
+                               "--seed-file", str(munge_dir / "munged.seed")],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"munged did not start: {done.stderr}")
+        # Slurm's munge plugin finds the socket through its AuthInfo setting.
+        conf.write_text(conf.read_text() + f"AuthInfo=socket={socket_path}\n")
         subprocess.run(["slurmctld", "-f", str(conf)], check=True, env=env)
         subprocess.run(["slurmd", "-f", str(conf)], check=True, env=env)
         for _ in range(60):
@@ -123,6 +136,9 @@ def slurm(tmp_path_factory):
                     os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
                 except (ProcessLookupError, ValueError):
                     pass
+        time.sleep(1)
+        shutil.rmtree(munge_dir, ignore_errors=True)
+        default_conf.unlink(missing_ok=True)
 
 
 def _run(args: list[str], cwd: Path, env: dict, limit: float) -> subprocess.CompletedProcess:
@@ -150,24 +166,27 @@ def test_the_slurm_profile_runs_jobs_under_slurm_with_local_outputs(slurm, tmp_p
     assert done.returncode == 0, done.stdout[-4000:]
     done = _run(["--profile", str(REPO / "profiles" / "slurm-cpu"), *common, "--directory",
                  str(cluster), "--slurm-init-seconds-before-status-checks", "2",
+                 "--slurm-keep-successful-logs",
                  "--default-resources", "slurm_partition=test", "runtime=10", "mem_mb=1000"],
-                REPO, env, 150)
+                cluster, env, 150)  # run from there: the plugin's log folder is relative to it
     assert done.returncode == 0, done.stdout[-4000:]
-    # Slurm ran them: every rule of the target appears in its job completion log.
-    completed = (base / "jobcomp.log").read_text()
-    for rule in ("fetch_dataset", "parse_dataset", "filter_interactions", "dataset_statistics"):
-        assert rule in completed, rule
-    assert "JobState=COMPLETED" in completed and "JobState=FAILED" not in completed
-    assert list((cluster / "results" / "logs" / "slurm").rglob("*.log"))
+    # Slurm ran them: slurmctld's job completion log lists one completed job per job log the
+    # plugin wrote (results/logs/slurm/rule_<rule>/<wildcards>/<slurm job id>.log).
+    completed = [line for line in (base / "jobcomp.log").read_text().splitlines() if line]
+    logs = list((cluster / "results" / "logs" / "slurm").rglob("*.log"))
+    job_ids = {int(p.stem) for p in logs}
+    assert len(completed) == len(job_ids) >= 8
+    assert all("JobState=COMPLETED" in line for line in completed)
+    assert {int(line.split()[0].removeprefix("JobId=")) for line in completed} == job_ids
+    rules = {p.relative_to(cluster / "results" / "logs" / "slurm").parts[0] for p in logs}
+    assert {"rule_fetch_dataset", "rule_parse_dataset", "rule_dataset_statistics",
+            "rule_dataset_table"} <= rules
     # The same data as the local run (the table's provenance columns aside).
-    import numpy as np
     import pyarrow.parquet as pq
 
-    for rel in ("results/data/ml-100k/split/random.parquet",
-                "results/data/synthetic-news/split/mind.parquet"):
+    for rel in ("results/data/ml-100k/filtered/interactions.parquet",
+                "results/data/synthetic-news/canonical/impressions.parquet"):
         assert pq.read_table(cluster / rel).equals(pq.read_table(local / rel)), rel
-    with np.load(cluster / "results/data/ml-100k/graph/random.npz") as a, \
-            np.load(local / "results/data/ml-100k/graph/random.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        assert all(np.array_equal(a[k], b[k]) for k in a.files)
+    for rel in ("results/data/ml-100k/stats.json", "results/data/synthetic-news/stats.json"):
+        assert (cluster / rel).read_text() == (local / rel).read_text(), rel
     assert (cluster / target).read_text() == (local / target).read_text()
