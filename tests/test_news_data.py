@@ -63,3 +63,14 @@ def test_train_batch_refers_to_unique_articles():
 
 def test_user_numbering_gives_unknown_users_zero():
     assert user_numbering(np.array([7, 3, 7]), np.array([3, 7, 9])).tolist() == [1, 2, 0]
+
+
+def test_minilm_word_vectors_average_wordpieces():
+    import torch
+
+    from llmrec.studies.popk import minilm_word_vectors
+
+    vectors = minilm_word_vectors(["<pad>", "<unk>", "storm", "footballers"])
+    assert vectors.shape == (4, 384)
+    assert torch.count_nonzero(vectors[0]) == 0  # padding stays zero
+    assert vectors[2].norm() > 0 and not torch.equal(vectors[2], vectors[3])

@@ -84,15 +84,14 @@ def minilm_word_vectors(vocab: list[str], model: str = "all-MiniLM-L6-v2") -> to
 
 def list_metrics(top: np.ndarray, features: NewsFeatures, item_vectors: np.ndarray,
                  clicks: np.ndarray, click_users: np.ndarray, n_train_users: int) -> dict:
-    """Per-list diversity and popularity columns, and the run-level coverage and Gini."""
-    per_list = {
+    """Per-list diversity and popularity columns (coverage and Gini are computed per run)."""
+    return {
         "ild_category": intra_list_diversity(top, item_categories=features.category),
         "ild_embedding": intra_list_diversity(top, item_vectors=item_vectors),
         "avg_popularity": average_popularity(top, clicks),
         "tail_share": tail_share(top, clicks),
         "novelty": novelty(top, click_users, n_train_users),
     }
-    return per_list
 
 
 def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: str,
@@ -113,7 +112,13 @@ def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: s
     item_vectors = np.load(input["item_vectors"]).astype(np.float32)
     if settings.get("news_encoder", "words") == "sentence":
         features.vectors = item_vectors
-    word_vectors = minilm_word_vectors(features.vocab) if word_init == "minilm" else None
+    word_vectors = None
+    if word_init == "minilm":
+        word_vectors = minilm_word_vectors(features.vocab)
+        if settings.get("word_dim") != word_vectors.shape[1]:
+            raise ValueError(f"word_init: minilm gives {word_vectors.shape[1]}-d word vectors; "
+                             f"set popk.{model}.word_dim to {word_vectors.shape[1]} "
+                             f"(it is {settings.get('word_dim')})")
     train_users = user_numbering(train_imps.users, train_imps.users)
     test_users = user_numbering(train_imps.users, test_imps.users)
     net = build_model(model, vocab_size=len(features.vocab),
