@@ -268,3 +268,19 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, tmp_path):
         import shutil
 
         shutil.copy(shot, Path(os.environ["LLMREC_SCREENSHOT_DIR"]) / "report.png")
+
+
+@pytest.mark.slow
+def test_changing_one_news_models_setting_reruns_only_its_runs_and_the_table(popk_built,
+                                                                             tmp_path):
+    cfg = yaml.safe_load((popk_built / "config.yaml").read_text())
+    cfg["popk"]["nrms"]["head_dim"] = 4
+    changed = tmp_path / "config.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    done = snakemake("-n", "results/tables/popk.csv", "results/figures/popk_diversity.png",
+                     "--configfile", str(changed), "--directory", str(popk_built),
+                     "--snakefile", str(REPO / "Snakefile"))
+    expected = {("train_popk", f"dataset=synthetic-news, news_model=nrms, popk={p}, seed={s}")
+                for p in (0, 2) for s in (0, 1)}
+    expected |= {("popk_table", ""), ("popk_figure", "")}
+    assert jobs_of(done.stdout) == expected
