@@ -27,6 +27,12 @@ def snakemake(*args, cwd=REPO, check=True):
     return done
 
 
+def in_work(work: Path, *args, config: Path | None = None, check=True):
+    """``snakemake`` on the working directory ``work`` with its config (or ``config``)."""
+    return snakemake(*args, "--configfile", str(config or work / "config.yaml"), "--directory",
+                     str(work), "--snakefile", str(REPO / "Snakefile"), check=check)
+
+
 def jobs_of(dry_run_output: str) -> set[tuple[str, str]]:
     """(rule, wildcards) of every job a dry run lists."""
     jobs, rule = set(), None
@@ -140,9 +146,7 @@ def test_changing_one_datasets_k_core_reruns_only_its_jobs(built, tmp_path):
 @pytest.fixture(scope="module")
 def pfr_built(built):
     """The PFR table and figure on the test config (real SmolLM2 and MiniLM, tiny data)."""
-    snakemake("--cores", "2", "results/tables/pfr.csv", "results/figures/pfr.png",
-              "--configfile", str(built / "config.yaml"), "--directory", str(built),
-              "--snakefile", str(REPO / "Snakefile"))
+    in_work(built, "--cores", "2", "results/tables/pfr.csv", "results/figures/pfr.png")
     return built
 
 
@@ -180,9 +184,8 @@ def test_progress_bars_are_display_only(built):
 @pytest.fixture(scope="module")
 def popk_built(built):
     """The POPK table and figure on the test config (tiny synthetic news, tiny models)."""
-    snakemake("--cores", "2", "results/tables/popk.csv", "results/figures/popk_diversity.png",
-              "--configfile", str(built / "config.yaml"), "--directory", str(built),
-              "--snakefile", str(REPO / "Snakefile"))
+    in_work(built, "--cores", "2", "results/tables/popk.csv",
+            "results/figures/popk_diversity.png")
     return built
 
 
@@ -219,9 +222,7 @@ def test_popk_table_and_figure(popk_built):
 def test_benchmarks_table_gathers_the_runs_jobs(pfr_built, popk_built):
     import pandas as pd
 
-    done = snakemake("--cores", "2", "results/tables/benchmarks.csv", "--configfile",
-                     str(pfr_built / "config.yaml"), "--directory", str(pfr_built),
-                     "--snakefile", str(REPO / "Snakefile"))
+    done = in_work(pfr_built, "--cores", "2", "results/tables/benchmarks.csv")
     ran = jobs_of(done.stdout + done.stderr)
     assert ("benchmarks_table", "") in ran and not any(r == "train_pfr" for r, _ in ran)
     table = pd.read_csv(pfr_built / "results" / "tables" / "benchmarks.csv")
@@ -245,15 +246,11 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, tmp_path):
     if browser is None:
         pytest.skip("no headless Chromium (.ci/run installs Debian's chromium)")
     work = pfr_built
-    snakemake("--cores", "2", "results/tables/benchmarks.csv", "--configfile",
-              str(work / "config.yaml"), "--directory", str(work), "--snakefile",
-              str(REPO / "Snakefile"))
+    in_work(work, "--cores", "2", "results/tables/benchmarks.csv")
     report = work / "results" / "report.html"
-    snakemake("--report", str(report), "results/tables/datasets.csv", "results/tables/pfr.csv",
-              "results/figures/pfr.png", "results/tables/popk.csv",
-              "results/figures/popk_diversity.png", "results/tables/benchmarks.csv",
-              "--configfile", str(work / "config.yaml"), "--directory", str(work),
-              "--snakefile", str(REPO / "Snakefile"))
+    in_work(work, "--report", str(report), "results/tables/datasets.csv",
+            "results/tables/pfr.csv", "results/figures/pfr.png", "results/tables/popk.csv",
+            "results/figures/popk_diversity.png", "results/tables/benchmarks.csv")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True,
@@ -277,9 +274,8 @@ def test_changing_one_news_models_setting_reruns_only_its_runs_and_the_table(pop
     cfg["popk"]["nrms"]["head_dim"] = 4
     changed = tmp_path / "config.yaml"
     changed.write_text(yaml.safe_dump(cfg))
-    done = snakemake("-n", "results/tables/popk.csv", "results/figures/popk_diversity.png",
-                     "--configfile", str(changed), "--directory", str(popk_built),
-                     "--snakefile", str(REPO / "Snakefile"))
+    done = in_work(popk_built, "-n", "results/tables/popk.csv",
+                   "results/figures/popk_diversity.png", config=changed)
     expected = {("train_popk", f"dataset=synthetic-news, news_model=nrms, popk={p}, seed={s}")
                 for p in (0, 2) for s in (0, 1)}
     expected |= {("popk_table", ""), ("popk_figure", "")}
