@@ -6,15 +6,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from .conftest import REPO
+from .conftest import FIXTURES, REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 CONFIGS = ["config.yaml", "configs/paper.yaml", "configs/test.yaml"]
@@ -255,8 +258,26 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, tmp_path):
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True,
                          text=True, timeout=120).stdout
-    for category in ("Datasets", "PFR", "POPK", "Benchmarks"):
-        assert category in dom, category
+    expected = {
+        "Datasets": ["results/tables/datasets.csv"],
+        "PFR": ["results/tables/pfr.csv", "results/figures/pfr.png"],
+        "POPK": ["results/tables/popk.csv", "results/figures/popk_diversity.png"],
+        "Benchmarks": ["results/tables/benchmarks.csv", "results/figures/benchmarks.png"],
+    }
+    for category in expected:
+        assert category in dom, category  # rendered by the browser
+    # What each category opens to: the report's own data, read as the page's script reads it.
+    html = report.read_text()
+    categories, results = (
+        json.loads(re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', html,
+                             re.S).group(1))
+        for name in ("categories", "results"))
+    assert {c: sorted(f for sub in subs.values() for f in sub)
+            for c, subs in categories.items()} == {c: sorted(f) for c, f in expected.items()}
+    for path in (f for files in expected.values() for f in files):
+        assert len(results[path]["caption"]) > 50, path  # a caption that says something
+        assert results[path]["mime_type"] == ("image/png" if path.endswith(".png")
+                                              else "text/csv"), path
     shot = tmp_path / "report.png"
     subprocess.run([browser, *flags, "--window-size=1400,1000", f"--screenshot={shot}",
                     report.as_uri()], capture_output=True, timeout=120)
@@ -280,3 +301,121 @@ def test_changing_one_news_models_setting_reruns_only_its_runs_and_the_table(pop
                 for p in (0, 2) for s in (0, 1)}
     expected |= {("popk_table", ""), ("popk_figure", "")}
     assert jobs_of(done.stdout) == expected
+
+
+BUILT_TARGETS = ["results/tables/datasets.csv", "results/tables/pfr.csv",
+                 "results/figures/pfr.png", "results/tables/popk.csv",
+                 "results/figures/popk_diversity.png"]
+
+
+def _changed_config(work: Path, tmp_path: Path, change) -> Path:
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    change(cfg)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.slow
+def test_editing_a_prompt_template_reruns_its_profiles_and_what_uses_them(pfr_built, popk_built,
+                                                                          tmp_path):
+    prompts = tmp_path / "prompts"
+    shutil.copytree(REPO / "workflow" / "llmrec" / "text" / "prompts", prompts)
+    item_prompt = prompts / "item_profile.txt"
+    item_prompt.write_text(item_prompt.read_text().replace("Item:", "The item:"))
+    changed = _changed_config(pfr_built, tmp_path,
+                              lambda cfg: cfg["llm"].update(prompts=str(prompts)))
+    done = in_work(pfr_built, "-n", *BUILT_TARGETS, config=changed)
+    expected = {
+        ("item_profiles", "dataset=ml-100k"),
+        ("user_profiles", "dataset=ml-100k, protocol=random"),
+        ("embed_texts", "dataset=ml-100k, texts=item_profiles"),
+        ("embed_texts", "dataset=ml-100k, texts=user_profiles_random"),
+        *{("train_pfr", f"dataset=ml-100k, model=pfr, seed={s}") for s in (0, 1)},
+        ("pfr_table", ""), ("pfr_figure", ""),
+    }
+    # LightGCN and SGE (raw item text), the data and the news study stay as they are.
+    assert jobs_of(done.stdout) == expected
+
+
+@pytest.mark.slow
+def test_adding_a_seed_runs_only_its_jobs(pfr_built, popk_built, tmp_path):
+    changed = _changed_config(pfr_built, tmp_path,
+                              lambda cfg: cfg["pfr"].update(seeds=[0, 1, 2]))
+    done = in_work(pfr_built, "-n", *BUILT_TARGETS, config=changed)
+    expected = {("train_pfr", f"dataset=ml-100k, model={m}, seed=2")
+                for m in ("lightgcn", "sge", "pfr")}
+    assert jobs_of(done.stdout) == expected | {("pfr_table", ""), ("pfr_figure", "")}
+
+
+@pytest.mark.slow
+def test_adding_a_dataset_runs_only_its_jobs(pfr_built, popk_built, tmp_path):
+    def add_ml1m(cfg):
+        cfg["build"].append("ml-1m")
+        cfg["pfr"]["datasets"].append("ml-1m")
+        cfg["datasets"]["ml-1m"] = {"source": "local", "path": str(FIXTURES / "ml-1m"),
+                                    "filter": {"k_core": 2}}
+
+    done = in_work(pfr_built, "-n", *BUILT_TARGETS, config=_changed_config(pfr_built, tmp_path,
+                                                                           add_ml1m))
+    jobs = jobs_of(done.stdout)
+    tables = {("dataset_table", ""), ("pfr_table", ""), ("pfr_figure", "")}
+    assert {job for job in jobs if "dataset=ml-1m" not in job[1]} == tables
+    assert {("train_pfr", f"dataset=ml-1m, model={m}, seed={s}")
+            for m in ("lightgcn", "sge", "pfr") for s in (0, 1)} <= jobs
+    assert ("item_profiles", "dataset=ml-1m") in jobs
+
+
+def _wait_for(folder: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> Path:
+    """The first log file under ``folder`` that says ``text``, while ``proc`` runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for log in folder.rglob("*.log"):
+            if text in log.read_text():
+                return log
+        if proc.poll() is not None:
+            raise AssertionError(f"snakemake ended ({proc.returncode}) before a log said {text!r}")
+        time.sleep(0.02)
+    raise AssertionError(f"no log under {folder} said {text!r} within {timeout} s")
+
+
+def _copy_of(work: Path, to: Path) -> Path:
+    """A copy of a working directory; its fetched models hard-linked."""
+    shutil.copytree(work / "resources", to / "resources", copy_function=os.link)
+    shutil.copytree(work / "results", to / "results")
+    shutil.copytree(work / ".snakemake", to / ".snakemake")
+    return to
+
+
+@pytest.mark.slow
+def test_a_run_killed_during_training_resumes_to_the_same_table(pfr_built, tmp_path):
+    def long_training(cfg):  # long enough to be killed in the middle of; reruns all training
+        cfg["pfr"]["backbone"].update(epochs=600, eval_every=100, patience=10)
+
+    targets = ["results/tables/pfr.csv", "results/figures/pfr.png"]
+    uninterrupted = _copy_of(pfr_built, tmp_path / "uninterrupted")
+    _changed_config(pfr_built, uninterrupted, long_training)
+    in_work(uninterrupted, "--cores", "2", *targets)
+
+    work = _copy_of(pfr_built, tmp_path / "killed")
+    config = _changed_config(pfr_built, work, long_training)
+    logs = work / "results/logs/pfr"
+    shutil.rmtree(logs)
+    command = [*SNAKEMAKE, "--cores", "1", *targets, "--configfile", str(config),
+               "--directory", str(work), "--snakefile", str(REPO / "Snakefile")]
+    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        killed = _wait_for(logs, "epoch 100 ", proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the training job with it
+        proc.wait()
+    model, seed = killed.parent.name, killed.stem  # results/logs/pfr/ml-100k/<model>/<seed>.log
+    assert not (work / "results/pfr/ml-100k" / model / seed / "summary.json").exists()
+
+    in_work(work, "--unlock")  # a killed Snakemake leaves its lock behind
+    plan = jobs_of(in_work(work, "-n", "--rerun-incomplete", *targets).stdout)
+    assert ("train_pfr", f"dataset=ml-100k, model={model}, seed={seed[4:]}") in plan
+    in_work(work, "--cores", "2", "--rerun-incomplete", *targets)
+    table = (work / "results/tables/pfr.csv").read_text()
+    assert table == (uninterrupted / "results/tables/pfr.csv").read_text()

@@ -1,9 +1,11 @@
 # Input functions and config slices. Each rule gets only the part of the config it depends on,
 # as params, so that changing one dataset's settings reruns only that dataset's jobs.
+import os
 import sys
 
 # The package of this checkout, also where it is not installed (scripts add it likewise).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+PACKAGED_PROMPTS = Path(workflow.basedir) / "workflow" / "llmrec" / "text" / "prompts"
 
 from llmrec.data.registry import get_spec
 
@@ -139,9 +141,22 @@ def llm_input(wildcards):
     return {}
 
 
+def prompt_template(name):
+    """The template file of a profile job: an input, so that editing it reruns the job.
+    The packaged ones are named relative to the working directory, which is the checkout's root
+    unless --directory says otherwise."""
+    folder = config["llm"]["prompts"] or os.path.relpath(PACKAGED_PROMPTS)
+    return f"{folder}/{name}.txt"
+
+
 def item_llm_options(wildcards):
-    """The LLM settings item profiles depend on: not the user-prompt history length."""
-    return {k: v for k, v in config["llm"].items() if k != "user_history"}
+    """The LLM settings item profiles depend on: not the user-prompt history length (nor the
+    prompts folder: the template file itself is an input)."""
+    return {k: v for k, v in config["llm"].items() if k not in ("user_history", "prompts")}
+
+
+def user_llm_options(wildcards):
+    return {k: v for k, v in config["llm"].items() if k != "prompts"}
 
 
 def embed_input(wildcards):

@@ -22,6 +22,7 @@ rule item_profiles:
     input:
         unpack(llm_input),
         text="results/data/{dataset}/item_text.parquet",
+        template=prompt_template("item_profile"),
     output:
         table="results/text/{dataset}/profiles/items.parquet",
     params:
@@ -47,10 +48,11 @@ rule user_profiles:
         text="results/data/{dataset}/item_text.parquet",
         split="results/data/{dataset}/split/{protocol}.parquet",
         users="results/data/{dataset}/filtered/users.parquet",
+        template=prompt_template("user_profile"),
     output:
         table="results/text/{dataset}/profiles/users_{protocol}.parquet",
     params:
-        llm=config["llm"],
+        llm=user_llm_options,
     log:
         "results/logs/text/{dataset}/user_profiles_{protocol}.log",
     benchmark:

@@ -92,8 +92,10 @@ def _profile_table(ids: np.ndarray, id_name: str, fallback: list[str],
 
 def _answer(input: Mapping, output: Mapping, llm: Mapping, template: str, field: str,
             values: list[str], progress: bool) -> list[str]:
-    """The LLM's answers to ``template`` filled with each value (cached by value)."""
-    text, template_id = load_template(template)
+    """The LLM's answers to ``template`` filled with each value (cached by value). The template
+    comes from ``input["template"]``'s folder where the rule names the file, else the package."""
+    folder = Path(input["template"]).parent if "template" in input else None
+    text, template_id = load_template(template, folder)
     cache = GenerationCache(Path(output["table"]).parent / "cache" / template)
     answers = generate_cached(_generator(input, llm, progress), cache,
                               [(v, text.format(**{field: v})) for v in values], template_id)
