@@ -221,6 +221,50 @@ def test_popk_table_and_figure(popk_built):
     assert per_impression.num_rows == (dev["split"] == "dev").sum()
 
 
+ARITHMETIC_TARGETS = ["results/tables/arithmetic.csv", "results/figures/arithmetic_embeddings.png",
+                      "results/tables/arithmetic_cooccurrence.csv"]
+
+
+@pytest.fixture(scope="module")
+def arithmetic_built(built):
+    """The arithmetic study's table, figure and co-occurrence table on the test config."""
+    in_work(built, "--cores", "2", *ARITHMETIC_TARGETS)
+    return built
+
+
+@pytest.mark.slow
+def test_arithmetic_table_figure_and_cooccurrence(arithmetic_built):
+    import pandas as pd
+
+    tables = arithmetic_built / "results" / "tables"
+    table = pd.read_csv(tables / "arithmetic.csv")
+    methods = ["P5", "pre-conditioning", "task vector", "SASRec"]
+    assert table[["setting", "method"]].values.tolist() == [
+        [s, m] for s in ("seen", "unseen") for m in methods]
+    assert (table["seeds"] == 2).all() and (table["dataset"] == "ml-100k").all()
+    for col in ("hit@5", "hit@10", "ndcg@5", "ndcg@10"):
+        assert table[col].between(0, 1).all(), col
+        assert (table["hit@10"] >= table["hit@5"]).all()
+        p5 = table["method"] == "P5"
+        assert table.loc[p5, f"{col}_p"].isna().all()
+        assert table.loc[~p5, f"{col}_p"].between(0, 1).all(), col
+    sasrec = table[table["method"] == "SASRec"]
+    assert sasrec["hit@10"].nunique() == 1  # the same runs under both settings
+    assert "constrained to valid item IDs" in (tables / "arithmetic.md").read_text()
+
+    cooc = pd.read_csv(tables / "arithmetic_cooccurrence.csv")
+    assert cooc["indexing"].tolist() == ["sequential", "random"]
+    assert cooc["cooccur"].between(0, 1).all() and (cooc["pairs"] > 0).all()
+    embeddings = pd.read_csv(tables / "arithmetic_embeddings.csv")
+    assert embeddings["model"].nunique() == 5
+    assert embeddings["mean_cosine"].between(-1, 1).all()
+    png = (arithmetic_built / "results" / "figures" / "arithmetic_embeddings.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    arithmetic = json.loads((arithmetic_built / "results" / "arithmetic" / "ml-100k" /
+                             "arithmetic" / "seed0" / "summary.json").read_text())
+    assert 0 <= arithmetic["accuracy_after"] <= 1
+
+
 @pytest.mark.slow
 def test_benchmarks_table_gathers_the_runs_jobs(pfr_built, popk_built):
     import pandas as pd
@@ -244,7 +288,7 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.slow
-def test_report_shows_every_table_and_figure(pfr_built, popk_built, tmp_path):
+def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_built, tmp_path):
     browser = _chromium()
     if browser is None:
         pytest.skip("no headless Chromium (.ci/run installs Debian's chromium)")
@@ -253,7 +297,8 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, tmp_path):
     report = work / "results" / "report.html"
     in_work(work, "--report", str(report), "results/tables/datasets.csv",
             "results/tables/pfr.csv", "results/figures/pfr.png", "results/tables/popk.csv",
-            "results/figures/popk_diversity.png", "results/tables/benchmarks.csv")
+            "results/figures/popk_diversity.png", *ARITHMETIC_TARGETS,
+            "results/tables/benchmarks.csv")
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
              f"--user-data-dir={tmp_path / 'profile'}"]
     dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True,
@@ -262,6 +307,7 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, tmp_path):
         "Datasets": ["results/tables/datasets.csv"],
         "PFR": ["results/tables/pfr.csv", "results/figures/pfr.png"],
         "POPK": ["results/tables/popk.csv", "results/figures/popk_diversity.png"],
+        "Arithmetic (P5)": ARITHMETIC_TARGETS,
         "Benchmarks": ["results/tables/benchmarks.csv", "results/figures/benchmarks.png"],
     }
     for category in expected:

@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from .io import atomic_path
+from .io import atomic_path, write_csv
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -46,8 +46,7 @@ def benchmarks_table(input: Mapping, output: Mapping[str, str], *,
                      folder: str = "results/benchmarks") -> None:
     """``results/tables/benchmarks.csv`` and its figure: time and peak memory per rule."""
     table = read_benchmarks(folder)
-    with atomic_path(output["table"]) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_csv(output["table"], table)
     per_rule = (table.groupby("rule")
                 .agg(seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max"),
                      jobs=("job", "count"))

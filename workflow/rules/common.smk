@@ -10,7 +10,7 @@ PACKAGED_PROMPTS = Path(workflow.basedir) / "workflow" / "llmrec" / "text" / "pr
 from llmrec.data.registry import get_spec
 
 DATASETS = sorted(set(config["build"]) | set(config["pfr"]["datasets"])
-                  | set(config["popk"]["datasets"]))
+                  | set(config["popk"]["datasets"]) | set(config["arithmetic"]["datasets"]))
 _unset = [d for d in DATASETS if d not in config["datasets"]]
 if _unset:
     raise ValueError(f"config: build names {_unset} but datasets has no settings for them; add "
@@ -19,6 +19,9 @@ NEWS = [d for d in DATASETS if get_spec(d).kind == "news"]
 _not_news = [d for d in config["popk"]["datasets"] if d not in NEWS]
 if _not_news:
     raise ValueError(f"config: popk.datasets {_not_news} are not news datasets (MIND format)")
+if config["arithmetic"]["indexing"] == "collaborative":
+    raise ValueError("config: arithmetic.indexing collaborative gives no numbers to do "
+                     "arithmetic on; use sequential or random")
 if max(config["popk"]["popk"], default=0) > config["popk"]["sampler"]["npratio"]:
     raise ValueError(f"config: popk values {config['popk']['popk']} exceed "
                      f"popk.sampler.npratio = {config['popk']['sampler']['npratio']}")
@@ -36,6 +39,8 @@ wildcard_constraints:
     news_model="nrms|naml|lstur",
     popk=r"\d+",
     texts=r"item_text|item_profiles|user_profiles_(loo|random)",
+    p5_method="p5|precondition|task_vector",
+    setting="seen|unseen",
 
 
 def dataset_config(wildcards):
@@ -194,6 +199,46 @@ def popk_model_settings(wildcards):
     return {**cfg[wildcards.news_model], "news_encoder": cfg["news_encoder"]}
 
 
+def p5_train_input(wildcards):
+    """Plain P5 starts from the seed's theta_0; pre-conditioning from theta_arith."""
+    root = f"results/arithmetic/{wildcards.dataset}"
+    if wildcards.trained == "p5":
+        return {"init": f"{root}/init/seed{wildcards.seed}/base.pt"}
+    return {"init": f"{root}/arithmetic/seed{wildcards.seed}/arithmetic.pt"}
+
+
+def arithmetic_runs(filename):
+    """Every evaluation of the table: P5 variants x prompt setting, and SASRec."""
+    a = config["arithmetic"]
+    p5 = expand(
+        "results/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}/{filename}",
+        dataset=a["datasets"],
+        p5_method=["p5", "precondition", "task_vector"],
+        seed=a["seeds"],
+        setting=a["evaluation"]["settings"],
+        filename=filename,
+    )
+    sasrec = expand(
+        "results/arithmetic/{dataset}/sasrec/seed{seed}/{filename}",
+        dataset=a["datasets"],
+        seed=a["seeds"],
+        filename=filename,
+    )
+    return p5 + sasrec
+
+
+def arithmetic_figure_input(wildcards):
+    """The first dataset and seed's weights: start, arithmetic, and the three P5 variants."""
+    ds, seed = config["arithmetic"]["datasets"][0], config["arithmetic"]["seeds"][0]
+    root = f"results/arithmetic/{ds}"
+    return {
+        "tokenizer": f"{root}/tokenizer",
+        "base": f"{root}/init/seed{seed}/base.pt",
+        "arithmetic": f"{root}/arithmetic/seed{seed}/arithmetic.pt",
+        **{m: f"{root}/{m}/seed{seed}/weights.pt" for m in ("p5", "precondition", "task_vector")},
+    }
+
+
 def study_tables():
     """Every study table and figure the default target builds."""
     return [
@@ -202,6 +247,9 @@ def study_tables():
         "results/figures/pfr.png",
         "results/tables/popk.csv",
         "results/figures/popk_diversity.png",
+        "results/tables/arithmetic.csv",
+        "results/figures/arithmetic_embeddings.png",
+        "results/tables/arithmetic_cooccurrence.csv",
     ]
 
 

@@ -30,7 +30,7 @@ from ..device import resolve_device
 from ..data.artifacts import load_graph, load_split
 from ..evaluation.ranking import METRICS, evaluate, summarize
 from ..evaluation.significance import compare
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, read_json, write_csv, write_json, write_text
 from ..provenance import stamp
 from ..models.lightgcn import LightGCN, sparse_adjacency
 from ..models.pfr import PFR
@@ -148,10 +148,8 @@ def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str],
                     row[f"{col}_p"] = row[f"{col}_wilcoxon_p"] = np.nan
             rows.append(row)
     table = pd.DataFrame(rows).assign(**stamp(provenance))
-    with atomic_path(output["table"]) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(output["markdown"]) as tmp:
-        tmp.write_text(_markdown(table, ks))
+    write_csv(output["table"], table)
+    write_text(output["markdown"], _markdown(table, ks))
 
 
 def _markdown(table: pd.DataFrame, ks: Sequence[int]) -> str:

@@ -37,7 +37,7 @@ from ..evaluation.diversity import (average_popularity, coverage, gini, intra_li
                                     novelty, tail_share)
 from ..evaluation.impressions import IMPRESSION_METRICS, impression_metrics
 from ..evaluation.significance import compare
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, read_json, write_csv, write_json, write_text
 from ..provenance import stamp
 from ..news import build_model
 from ..news.data import NewsFeatures, build_features, training_articles, user_numbering
@@ -210,10 +210,8 @@ def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str],
                     row[f"{metric}_p"] = p
                 rows.append(row)
     table = pd.DataFrame(rows).assign(**stamp(provenance))
-    with atomic_path(output["table"]) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    with atomic_path(output["markdown"]) as tmp:
-        tmp.write_text(_markdown(table))
+    write_csv(output["table"], table)
+    write_text(output["markdown"], _markdown(table))
 
 
 def _markdown(table: pd.DataFrame) -> str:

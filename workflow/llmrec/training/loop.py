@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from llmrec.evaluation.ranking import METRICS, evaluate, summarize
 from llmrec.models.lightgcn import sparse_adjacency
+from llmrec.training.early_stopping import EarlyStopping
 from llmrec.training.sampler import bpr_batches
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def train_bpr(model: nn.Module, graph_adj: sp.csr_matrix | Tensor, train: sp.csr
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seed)
     history: list[dict] = []
-    best_value, best_state, stale = -np.inf, None, 0
+    stopping = EarlyStopping(metric, patience)
     train_seconds = 0.0
     bar = tqdm(range(1, epochs + 1), desc=type(model).__name__, disable=not progress)
     for epoch in bar:
@@ -105,18 +106,11 @@ def train_bpr(model: nn.Module, graph_adj: sp.csr_matrix | Tensor, train: sp.csr
         log.info("epoch %d  loss %.5f  %s %.5f  train %.2fs  eval %.2fs", epoch, row["loss"],
                  metric, value, row["train_seconds"], row["eval_seconds"])
         bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
-        if best_state is None or value > best_value:
-            best_value, stale = value, 0
-            best_state = {key: t.detach().clone() for key, t in model.state_dict().items()}
-        else:
-            stale += 1
-            if stale >= patience:
-                log.info("stopping at epoch %d: no better %s in %d validations (best %.5f)",
-                         epoch, metric, patience, best_value)
-                break
+        if stopping.update(model, epoch, value):
+            break
     bar.close()
-    model.load_state_dict(best_state)
-    return best_state, history
+    model.load_state_dict(stopping.best_state)
+    return stopping.best_state, history
 
 
 @torch.no_grad()

@@ -1,0 +1,150 @@
+"""P5 arithmetic task: correct answers in range, task vectors exact on a tiny model."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from llmrec.p5.arithmetic import (
+    FORMS,
+    apply_task_vector,
+    arithmetic_examples,
+    number_similarity,
+    task_vector,
+)
+
+PATTERNS = {
+    "add": (r"What is (\d+) \+ (\d+) \?", lambda a, b: a + b),
+    "sub": (r"What is (\d+) - (\d+) \?", lambda a, b: a - b),
+    "next": (r"What number comes after (\d+) \?", lambda a: a + 1),
+    "previous": (r"What number comes before (\d+) \?", lambda a: a - 1),
+}
+
+
+def solve(question: str) -> tuple[str, list[int], int]:
+    """The form, operands and true answer of a question, parsed back from its text."""
+    for form, (pattern, answer) in PATTERNS.items():
+        match = re.fullmatch(pattern, question)
+        if match:
+            operands = [int(x) for x in match.groups()]
+            return form, operands, answer(*operands)
+    raise AssertionError(f"unparseable question {question!r}")
+
+
+@pytest.mark.parametrize("low,high,max_operand", [(1001, 2349, 100), (1001, 1005, 100),
+                                                  (1001, 1002, 1)])
+def test_answers_are_correct_and_in_range(low, high, max_operand):
+    examples = arithmetic_examples(400, low=low, high=high, forms=FORMS,
+                                   rng=np.random.default_rng(0), max_operand=max_operand)
+    assert len(examples) == 400
+    seen_forms = set()
+    for question, answer in examples:
+        form, operands, truth = solve(question)
+        seen_forms.add(form)
+        assert answer == str(truth)
+        assert low <= operands[0] <= high and low <= truth <= high
+        if form in ("add", "sub"):
+            assert 1 <= operands[1] <= max_operand
+    assert seen_forms == set(FORMS)
+
+
+def test_only_selected_forms_appear():
+    examples = arithmetic_examples(50, low=1001, high=1100, forms=["next"],
+                                   rng=np.random.default_rng(1))
+    assert {solve(q)[0] for q, _ in examples} == {"next"}
+
+
+@pytest.mark.parametrize("forms", [["add", "multiply"], []])
+def test_forms_are_validated(forms):
+    with pytest.raises(ValueError, match="arithmetic forms"):
+        arithmetic_examples(5, low=1001, high=1100, forms=forms, rng=np.random.default_rng(0))
+
+
+def test_range_needs_two_numbers():
+    with pytest.raises(ValueError, match="at least two numbers"):
+        arithmetic_examples(5, low=1001, high=1001, forms=FORMS, rng=np.random.default_rng(0))
+
+
+def test_examples_are_deterministic_given_seed():
+    def run(seed: int) -> list[tuple[str, str]]:
+        return arithmetic_examples(100, low=1001, high=2000, forms=FORMS,
+                                   rng=np.random.default_rng(seed))
+
+    assert run(3) == run(3)
+    assert run(3) != run(4)
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.register_buffer("steps", torch.tensor([5, 7], dtype=torch.int64))
+        self.register_buffer("mask", torch.tensor([True, False]))
+
+
+def tiny_states() -> tuple[dict, dict]:
+    torch.manual_seed(0)
+    base = Tiny()
+    finetuned = Tiny()
+    finetuned.steps += 3  # integer buffers differ too, but have no task vector
+    return base.state_dict(), finetuned.state_dict()
+
+
+def snapshot(state: dict) -> dict:
+    return {k: v.clone() for k, v in state.items()}
+
+
+def test_task_vector_is_exact():
+    base, finetuned = tiny_states()
+    base_before, finetuned_before = snapshot(base), snapshot(finetuned)
+    tau = task_vector(finetuned, base)
+    assert set(tau) == {"linear.weight", "linear.bias"}
+    for key in tau:
+        assert torch.equal(tau[key], finetuned[key] - base[key])
+
+    coefficient = 0.37
+    edited = apply_task_vector(base, tau, coefficient)
+    for key in tau:
+        manual = base[key] + coefficient * (finetuned[key] - base[key])
+        assert torch.equal(edited[key], manual) and edited[key].dtype == base[key].dtype
+    assert torch.equal(edited["steps"], base["steps"]) and torch.equal(edited["mask"], base["mask"])
+    assert edited["steps"].data_ptr() != base["steps"].data_ptr()  # a copy, not an alias
+
+    recovered = apply_task_vector(base, tau, 1.0)
+    for key in tau:
+        assert torch.allclose(recovered[key], finetuned[key], rtol=0, atol=1e-6)
+    for before, after in ((base_before, base), (finetuned_before, finetuned)):
+        assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_task_vector_loads_into_the_model():
+    base, finetuned = tiny_states()
+    model = Tiny()
+    model.load_state_dict(apply_task_vector(base, task_vector(finetuned, base), 0.5))
+    assert torch.equal(model.linear.bias,
+                       base["linear.bias"] + 0.5 * (finetuned["linear.bias"] - base["linear.bias"]))
+
+
+def test_task_vector_rejects_mismatched_states():
+    base, finetuned = tiny_states()
+    with pytest.raises(ValueError, match="differ in keys"):
+        task_vector({k: v for k, v in finetuned.items() if k != "linear.bias"}, base)
+    with pytest.raises(ValueError, match="'linear.weight'"):
+        task_vector({**finetuned, "linear.weight": torch.zeros(2, 2)}, base)
+    with pytest.raises(ValueError, match="lacks"):
+        apply_task_vector(base, {"other.weight": torch.zeros(1)}, 1.0)
+
+
+def test_number_similarity():
+    embeddings = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0], [-3.0, 0.0]])
+    sims = number_similarity(embeddings, [0, 1, 2, 3])
+    np.testing.assert_allclose(sims, [1 / np.sqrt(2), 1 / np.sqrt(2), 0.0], atol=1e-12)
+    np.testing.assert_allclose(number_similarity(embeddings, [3, 0]), [-1.0])
+    with pytest.raises(ValueError, match="at least two"):
+        number_similarity(embeddings, [1])
+    with pytest.raises(ValueError, match="0..3"):
+        number_similarity(embeddings, [0, 4])

@@ -1,0 +1,202 @@
+"""Next-item training and leave-one-out evaluation of a sequential model such as SASRec.
+
+Leave-one-out: of each user's time-ordered items, the last is the test target, the second-last
+the validation target, and the rest the training part. Rankings cover the whole catalogue,
+items the user has already seen included: a sequence may repeat items (listens, purchases), and
+a generative recommender such as P5 likewise produces any item id, so nothing is excluded.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from llmrec.evaluation.ranking import METRICS, ranking_metrics, summarize, topk
+from llmrec.models.sasrec import PAD
+from llmrec.training.early_stopping import EarlyStopping
+
+log = logging.getLogger(__name__)
+
+MIN_LENGTH = 3
+"""Fewest items a user needs to be evaluated: one of history, a validation and a test item."""
+
+
+def left_pad(seqs: Sequence[np.ndarray], length: int) -> Tensor:
+    """``[len(seqs), length]`` LongTensor of each sequence's last ``length`` items, ``PAD`` left."""
+    out = np.full((len(seqs), length), PAD, dtype=np.int64)
+    for row, seq in enumerate(seqs):
+        tail = seq[len(seq) - length:] if len(seq) > length else seq
+        out[row, length - len(tail):] = tail
+    return torch.from_numpy(out)
+
+
+def training_batches(sequences: Sequence[np.ndarray], max_len: int, batch_size: int,
+                     rng: np.random.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+    """One epoch of ``(inputs, targets)`` LongTensors ``[batch, max_len]``, users shuffled.
+
+    A user's training part is its sequence without the last two items; the inputs are its items
+    but the last, the targets its items but the first, both cut to the last ``max_len``
+    positions and padded with ``PAD`` on the left (as in SASRec's reference code, an epoch sees
+    each user's most recent ``max_len`` transitions). Users with fewer than two training items
+    have no transition and are left out.
+    """
+    train = [seq[:-2] for seq in sequences]
+    users = np.flatnonzero([len(part) >= 2 for part in train])
+    users = users[rng.permutation(len(users))]
+    for lo in range(0, len(users), batch_size):
+        parts = [train[u] for u in users[lo:lo + batch_size]]
+        yield left_pad([p[:-1] for p in parts], max_len), left_pad([p[1:] for p in parts], max_len)
+
+
+def train_epoch(model: nn.Module, sequences: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
+                batch_size: int, rng: np.random.Generator, device: str | torch.device) -> float:
+    """One pass of ``training_batches``; returns the mean cross-entropy per target position."""
+    model.train()
+    loss_sum, n_targets = torch.zeros((), device=device), 0
+    for inputs, targets in training_batches(sequences, model.max_len, batch_size, rng):
+        inputs, targets = inputs.to(device), targets.to(device)
+        real = targets != PAD
+        # Scores only where there is a target: the padding would triple the [positions x items]
+        # logits, the largest tensor of a step, on short sequences.
+        logits = model.scores(model(inputs)[real])
+        loss = F.cross_entropy(logits, targets[real])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(logits)
+        n_targets += len(logits)
+    return loss_sum.item() / max(n_targets, 1)
+
+
+def train_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], *, epochs: int = 200,
+                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
+                 eval_every: int = 1, patience: int = 5, metric: str = "ndcg@10",
+                 ks: Sequence[int] = (5, 10), seed: int = 0,
+                 device: str | torch.device = "cpu", progress: bool = True,
+                 ) -> tuple[dict[str, Tensor], list[dict]]:
+    """Train ``model`` on next-item cross-entropy; return its best validation state and history.
+
+    Every non-padded position of a training part predicts the next item with a softmax over all
+    items (SASRec's paper samples one negative per position with binary cross-entropy; the full
+    softmax trains markedly better, https://arxiv.org/abs/2309.07602). Validation ranks all
+    items for each user's second-last item given the training part (``evaluate_sasrec``).
+
+    Args:
+        model: has ``max_len``, ``forward(seqs) -> [B, L, hidden]`` and
+            ``scores(hidden_last) -> [B, n_items]`` (see ``llmrec.models.sasrec.SASRec``).
+            Seed before building it (``init_seed``).
+        sequences: per user (index = user id), the item ids in time order.
+        epochs: most epochs to run (default 200).
+        batch_size: users per step (default 128).
+        lr: learning rate of AdamW, betas (0.9, 0.98) as in SASRec (default 1e-3).
+        weight_decay: AdamW's decoupled weight decay, on every parameter; 0 is plain Adam
+            (default 0.0).
+        eval_every: epochs between validations; the last epoch is always validated (default 1).
+        patience: validations without a strict improvement of ``metric`` before stopping
+            (default 5).
+        metric: ``name@k`` among ``llmrec.evaluation.ranking.METRICS``, the early-stopping
+            criterion (default ``ndcg@10``).
+        ks: cut-offs of the validation metrics recorded in the history (default (5, 10)).
+        seed: seeds the user order (numpy) and the dropout masks (torch's global generator is
+            reseeded here) (default 0). Runs repeat exactly on CPU; on CUDA the masked attention's
+            backward (memory-efficient kernel) is not deterministic.
+        device: where the model and the batches live (default ``cpu``).
+        progress: show a tqdm bar over epochs (default True).
+
+    Returns:
+        The best state (a copy, also loaded back into ``model``) and one dict per validation:
+        ``epoch``, ``loss`` (mean cross-entropy per target over the last epoch), every validation
+        metric at ``ks`` and at ``metric``'s k, ``train_seconds`` (training since the previous
+        validation) and ``eval_seconds``.
+    """
+    name, _, k = metric.partition("@")
+    if name not in METRICS or not k.isdigit():
+        raise ValueError(f"metric must look like 'ndcg@10' with a name among {METRICS}, "
+                         f"got {metric!r}")
+    if min(epochs, eval_every, patience) < 1:
+        raise ValueError(f"epochs, eval_every and patience must be at least 1, got {epochs}, "
+                         f"{eval_every} and {patience}")
+    cutoffs = sorted({*ks, int(k)})
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),
+                                  weight_decay=weight_decay, fused=True)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    history: list[dict] = []
+    stopping = EarlyStopping(metric, patience)
+    train_seconds = 0.0
+    bar = tqdm(range(1, epochs + 1), desc=type(model).__name__, disable=not progress)
+    for epoch in bar:
+        start = time.perf_counter()
+        loss = train_epoch(model, sequences, optimizer, batch_size, rng, device)
+        train_seconds += time.perf_counter() - start
+        if epoch % eval_every and epoch != epochs:
+            continue
+
+        start = time.perf_counter()
+        valid = summarize(evaluate_sasrec(model, sequences, "valid", cutoffs, device))
+        value = valid[metric]
+        row = {"epoch": epoch, "loss": loss, **valid, "train_seconds": train_seconds,
+               "eval_seconds": time.perf_counter() - start}
+        history.append(row)
+        train_seconds = 0.0
+        log.info("epoch %d  loss %.5f  %s %.5f  train %.2fs  eval %.2fs", epoch, loss, metric,
+                 value, row["train_seconds"], row["eval_seconds"])
+        bar.set_postfix(loss=f"{loss:.4f}", **{metric: f"{value:.4f}"})
+        if stopping.update(model, epoch, value):
+            break
+    bar.close()
+    model.load_state_dict(stopping.best_state)
+    return stopping.best_state, history
+
+
+@torch.no_grad()
+def rank_next(model: nn.Module, histories: Sequence[np.ndarray], k: int,
+              device: str | torch.device, batch_size: int = 1024) -> np.ndarray:
+    """Top-``k`` item ids ``[len(histories), k]``, best first, for the item after each history.
+
+    Each history's last ``model.max_len`` items are read. Every item is a candidate (nothing is
+    excluded); ties go to the smaller id and ``k > n_items`` pads with ``-1``, as in
+    ``llmrec.evaluation.ranking.topk``, which does the ranking.
+    """
+    empty = [i for i, h in enumerate(histories) if len(h) == 0]
+    if empty:
+        raise ValueError(f"{len(empty)} histories are empty (the first is number {empty[0]}); "
+                         f"there is nothing to predict the next item from")
+    model.eval()
+
+    def scores(rows: Tensor) -> Tensor:
+        seqs = left_pad([histories[i] for i in rows.tolist()], model.max_len).to(device)
+        return model.scores(model(seqs)[:, -1])
+
+    nothing_excluded = sp.csr_matrix((len(histories), model.n_items), dtype=np.float32)
+    return topk(scores, np.arange(len(histories)), nothing_excluded, k, batch_size=batch_size)
+
+
+def evaluate_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], stage: str,
+                    ks: Sequence[int], device: str | torch.device) -> pd.DataFrame:
+    """Per-user leave-one-out metrics (``ranking_metrics``) of the ``stage`` target.
+
+    ``valid``: the second-last item given the items before it. ``test``: the last item given
+    all before it, the validation item included. Users with fewer than ``MIN_LENGTH`` items are
+    left out, at both stages, so that both tables cover the same users.
+    """
+    if stage not in ("valid", "test"):
+        raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+    held_out = 2 if stage == "valid" else 1
+    users = np.flatnonzero([len(seq) >= MIN_LENGTH for seq in sequences])
+    histories = [sequences[u][:-held_out] for u in users]
+    targets = np.array([sequences[u][-held_out] for u in users], dtype=np.int64)
+    truth = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, targets)),
+                          shape=(len(sequences), model.n_items))
+    top = rank_next(model, histories, max(ks), device)
+    return ranking_metrics(top, truth, users, ks)

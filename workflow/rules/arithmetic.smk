@@ -1,0 +1,269 @@
+# The arithmetic study: P5 (T5 over item-ID text) plain, pre-conditioned on arithmetic, and
+# edited with an arithmetic task vector; SASRec beside them -> results/tables/arithmetic.csv.
+
+
+rule p5_index:
+    input:
+        sequences="results/data/{dataset}/sequences.parquet",
+        item_table="results/data/{dataset}/filtered/items.parquet",
+    output:
+        index="results/arithmetic/{dataset}/index.parquet",
+    params:
+        method=config["arithmetic"]["indexing"],
+        seed=config["seed"],
+        collaborative=config["arithmetic"]["collaborative"],
+    log:
+        "results/logs/arithmetic/{dataset}/index.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/arithmetic/index.py"
+
+
+rule p5_tokenizer:
+    input:
+        sequences="results/data/{dataset}/sequences.parquet",
+        index="results/arithmetic/{dataset}/index.parquet",
+    output:
+        tokenizer=directory("results/arithmetic/{dataset}/tokenizer"),
+    params:
+        vocab_size=config["arithmetic"]["tokenizer"]["vocab_size"],
+        prompts=config["arithmetic"]["prompts"],
+        arithmetic=config["arithmetic"]["task"],
+        pretrained=config["arithmetic"]["model"]["pretrained"],
+    log:
+        "results/logs/arithmetic/{dataset}/tokenizer.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/arithmetic/tokenizer.py"
+
+
+rule p5_init:
+    input:
+        tokenizer="results/arithmetic/{dataset}/tokenizer",
+    output:
+        base="results/arithmetic/{dataset}/init/seed{seed}/base.pt",
+    params:
+        model=config["arithmetic"]["model"],
+    log:
+        "results/logs/arithmetic/{dataset}/init/seed{seed}.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/arithmetic/init.py"
+
+
+rule p5_arithmetic:
+    input:
+        base="results/arithmetic/{dataset}/init/seed{seed}/base.pt",
+        tokenizer="results/arithmetic/{dataset}/tokenizer",
+        index="results/arithmetic/{dataset}/index.parquet",
+    output:
+        arithmetic="results/arithmetic/{dataset}/arithmetic/seed{seed}/arithmetic.pt",
+        summary="results/arithmetic/{dataset}/arithmetic/seed{seed}/summary.json",
+    params:
+        model=config["arithmetic"]["model"],
+        arithmetic=config["arithmetic"]["task"],
+        device=config["arithmetic"]["device"],
+    log:
+        "results/logs/arithmetic/{dataset}/arithmetic/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/arithmetic/seed{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/arithmetic/pretrain.py"
+
+
+rule train_p5:
+    input:
+        unpack(p5_train_input),
+        tokenizer="results/arithmetic/{dataset}/tokenizer",
+        index="results/arithmetic/{dataset}/index.parquet",
+        sequences="results/data/{dataset}/sequences.parquet",
+    output:
+        weights="results/arithmetic/{dataset}/{trained}/seed{seed}/weights.pt",
+        summary="results/arithmetic/{dataset}/{trained}/seed{seed}/train.json",
+    wildcard_constraints:
+        trained="p5|precondition",
+    params:
+        method=lambda wildcards: wildcards.trained,
+        model=config["arithmetic"]["model"],
+        prompts=config["arithmetic"]["prompts"],
+        train=config["arithmetic"]["train"],
+        device=config["arithmetic"]["device"],
+    log:
+        "results/logs/arithmetic/{dataset}/{trained}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/{trained}/seed{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+    script:
+        "../scripts/arithmetic/train.py"
+
+
+rule p5_task_vector:
+    input:
+        recommender="results/arithmetic/{dataset}/p5/seed{seed}/weights.pt",
+        base="results/arithmetic/{dataset}/init/seed{seed}/base.pt",
+        arithmetic="results/arithmetic/{dataset}/arithmetic/seed{seed}/arithmetic.pt",
+    output:
+        weights="results/arithmetic/{dataset}/task_vector/seed{seed}/weights.pt",
+    params:
+        coefficient=config["arithmetic"]["task_vector"]["coefficient"],
+    log:
+        "results/logs/arithmetic/{dataset}/task_vector/seed{seed}.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/arithmetic/task_vector.py"
+
+
+rule evaluate_p5:
+    input:
+        weights="results/arithmetic/{dataset}/{p5_method}/seed{seed}/weights.pt",
+        tokenizer="results/arithmetic/{dataset}/tokenizer",
+        index="results/arithmetic/{dataset}/index.parquet",
+        sequences="results/data/{dataset}/sequences.parquet",
+    output:
+        per_user="results/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}/per_user.parquet",
+        summary="results/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}/summary.json",
+    params:
+        method=lambda wildcards: wildcards.p5_method,
+        model=config["arithmetic"]["model"],
+        prompts=config["arithmetic"]["prompts"],
+        evaluation=config["arithmetic"]["evaluation"],
+        device=config["arithmetic"]["device"],
+    log:
+        "results/logs/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/arithmetic/evaluate.py"
+
+
+rule train_sasrec:
+    input:
+        sequences="results/data/{dataset}/sequences.parquet",
+        item_table="results/data/{dataset}/filtered/items.parquet",
+    output:
+        per_user="results/arithmetic/{dataset}/sasrec/seed{seed}/per_user.parquet",
+        summary="results/arithmetic/{dataset}/sasrec/seed{seed}/summary.json",
+    params:
+        sasrec=config["arithmetic"]["sasrec"],
+        ks=config["arithmetic"]["evaluation"]["ks"],
+        device=config["arithmetic"]["device"],
+    log:
+        "results/logs/arithmetic/{dataset}/sasrec/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/sasrec/seed{seed}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    script:
+        "../scripts/arithmetic/sasrec.py"
+
+
+rule arithmetic_table:
+    input:
+        summaries=arithmetic_runs("summary.json"),
+        per_user=arithmetic_runs("per_user.parquet"),
+    output:
+        table=report(
+            "results/tables/arithmetic.csv",
+            caption="../report/arithmetic.rst",
+            category="Arithmetic (P5)",
+        ),
+        markdown="results/tables/arithmetic.md",
+    params:
+        ks=config["arithmetic"]["evaluation"]["ks"],
+        settings=config["arithmetic"]["evaluation"]["settings"],
+        synthetic=SYNTHETIC,
+        provenance=provenance("arithmetic", datasets=config["arithmetic"]["datasets"]),
+    log:
+        "results/logs/arithmetic/table.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/arithmetic/table.py"
+
+
+rule arithmetic_embeddings:
+    input:
+        unpack(arithmetic_figure_input),
+    output:
+        figure=report(
+            "results/figures/arithmetic_embeddings.png",
+            caption="../report/arithmetic_embeddings.rst",
+            category="Arithmetic (P5)",
+        ),
+        table="results/tables/arithmetic_embeddings.csv",
+    log:
+        "results/logs/arithmetic/embeddings.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/arithmetic/figure.py"
+
+
+rule arithmetic_cooccurrence:
+    input:
+        sequences=expand("results/data/{dataset}/sequences.parquet",
+                         dataset=config["arithmetic"]["datasets"]),
+        index=expand("results/arithmetic/{dataset}/index.parquet",
+                     dataset=config["arithmetic"]["datasets"]),
+    output:
+        table=report(
+            "results/tables/arithmetic_cooccurrence.csv",
+            caption="../report/arithmetic_cooccurrence.rst",
+            category="Arithmetic (P5)",
+        ),
+    params:
+        datasets=config["arithmetic"]["datasets"],
+        indexing=config["arithmetic"]["indexing"],
+        seed=config["seed"],
+    log:
+        "results/logs/arithmetic/cooccurrence.log",
+    conda:
+        "../../envs/torch.yaml"
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    script:
+        "../scripts/arithmetic/cooccurrence.py"
