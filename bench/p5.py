@@ -12,8 +12,11 @@ at most 20 items) after one warm-up step and reports samples per second; then
 the encoder's forward calls, which must equal the number of batches (the encoder runs once per
 batch, not once per beam step).
 
-Measured (untrained weights: the decoding work does not depend on them):
-see the README's Performance section for the numbers and the machine.
+Measured with untrained weights (the decoding work does not depend on them), ml-100k, the
+default model (2 layers, d_model 128), 20 training steps after one warm-up:
+- 2 AMD EPYC cores, 2 threads: 192 training samples/s (0.33 s a step); 943 users decoded in
+  4.8 s, the encoder run 15 times for 15 batches;
+- one H200 (``--device cuda --threads 8 --steps 30``, torch 2.11): 2,504 samples/s; 2.3 s.
 """
 
 from __future__ import annotations

@@ -35,12 +35,18 @@ import torch
 from ..device import resolve_device
 from ..evaluation.ranking import ranking_metrics, summarize
 from ..io import atomic_path, write_json
+from ..models.sasrec import SASRec
+from ..p5.arithmetic import apply_task_vector, arithmetic_examples, task_vector
+from ..p5.decoding import Trie, recommend
+from ..p5.indexing import build_index, read_index, write_index
+from ..p5.model import P5, build_t5, collate
+from ..p5.prompts import evaluation_examples, templates, training_examples
+from ..p5.tokenizer import load_tokenizer, pretrained_tokenizer, train_tokenizer
+from ..p5.train import train_seq2seq
 from ..training.seed import init_seed
+from ..training.sequential import evaluate_sasrec, train_sasrec
 
 log = logging.getLogger(__name__)
-
-METHODS = ("p5", "precondition", "task_vector")
-"""The P5 variants; SASRec is the reference row beside them."""
 
 HELD_OUT = 2**31 - 1
 """The "epoch" whose arithmetic problems measure accuracy; training never reaches it."""
@@ -71,8 +77,6 @@ def _id_range(index: Sequence[str]) -> tuple[int, int]:
 def index_items(input: Mapping[str, str], output: Mapping[str, str], *, method: str, seed: int,
                 collaborative: Mapping) -> None:
     """The ID text of every item, written as ``index.parquet``."""
-    from ..p5.indexing import build_index, write_index
-
     index = build_index(method, load_sequences(input["sequences"]), _n_items(input["item_table"]),
                         seed=seed, n_clusters=collaborative["n_clusters"],
                         cluster_size=collaborative["cluster_size"])
@@ -80,8 +84,6 @@ def index_items(input: Mapping[str, str], output: Mapping[str, str], *, method: 
 
 
 def _arithmetic_examples(arithmetic: Mapping, index: Sequence[str], seed: int, epoch: int):
-    from ..p5.arithmetic import arithmetic_examples
-
     low, high = _id_range(index)
     return arithmetic_examples(arithmetic["examples"], low=low, high=high,
                                forms=arithmetic["forms"], max_operand=arithmetic["max_operand"],
@@ -89,8 +91,6 @@ def _arithmetic_examples(arithmetic: Mapping, index: Sequence[str], seed: int, e
 
 
 def _recommendation_examples(sequences, index, prompts: Mapping, seed: int, epoch: int):
-    from ..p5.prompts import training_examples
-
     return training_examples(sequences, index, max_history=prompts["max_history"],
                              windows_per_user=prompts["windows_per_user"],
                              rng=np.random.default_rng([seed, 2, epoch]))
@@ -100,10 +100,6 @@ def make_tokenizer(input: Mapping[str, str], output: Mapping[str, str], *, vocab
                    prompts: Mapping, arithmetic: Mapping, pretrained: str | None = None) -> None:
     """A tokenizer trained on the recommendation prompts (all templates) and arithmetic, or a
     pretrained T5's (``pretrained``) with the corpus's collaborative-ID tokens added."""
-    from ..p5.indexing import read_index
-    from ..p5.prompts import evaluation_examples, templates
-    from ..p5.tokenizer import pretrained_tokenizer, train_tokenizer
-
     sequences, index = load_sequences(input["sequences"]), read_index(input["index"])
     corpus = [text for pair in _recommendation_examples(sequences, index, prompts, 0, 0)
               for text in pair]
@@ -118,8 +114,6 @@ def make_tokenizer(input: Mapping[str, str], output: Mapping[str, str], *, vocab
 
 
 def _model(model: Mapping, tokenizer, seed: int):
-    from ..p5.model import P5, build_t5
-
     init_seed(seed)
     options = {k: v for k, v in model.items() if k != "whole_word"}
     return P5(build_t5(len(tokenizer), **options), whole_word=model["whole_word"])
@@ -144,8 +138,6 @@ def _fingerprint(*parts) -> str:
 
 def _train(net, tokenizer, examples, train: Mapping, seed: int, checkpoint: Path,
            fingerprint: str, device: str, progress: bool) -> list[dict]:
-    from ..p5.train import train_seq2seq
-
     return train_seq2seq(
         net, tokenizer, examples, epochs=train["epochs"], batch_size=train["batch_size"],
         lr=train["lr"], weight_decay=train["weight_decay"], warmup=train["warmup"],
@@ -157,8 +149,6 @@ def _train(net, tokenizer, examples, train: Mapping, seed: int, checkpoint: Path
 def arithmetic_accuracy(net, tokenizer, problems: Sequence[tuple[str, str]], device,
                         batch_size: int = 64) -> float:
     """Share of problems the model answers exactly (greedy decoding, unconstrained)."""
-    from ..p5.model import collate
-
     net.eval()
     right = 0
     with torch.inference_mode():
@@ -178,8 +168,6 @@ def arithmetic_accuracy(net, tokenizer, problems: Sequence[tuple[str, str]], dev
 def initial_weights(input: Mapping[str, str], output: Mapping[str, str], *, seed: int | str,
                     model: Mapping) -> None:
     """theta_0: the seed's starting weights, shared by the three P5 variants of the seed."""
-    from ..p5.tokenizer import load_tokenizer
-
     _save(output["base"], _model(model, load_tokenizer(input["tokenizer"]), int(seed))
           .state_dict())
 
@@ -188,9 +176,6 @@ def pretrain_arithmetic(input: Mapping[str, str], output: Mapping[str, str], *, 
                         model: Mapping, arithmetic: Mapping, device: str = "auto",
                         progress: bool = True, threads: int = 1) -> None:
     """theta_arith: theta_0 trained on arithmetic problems over the item-ID numbers."""
-    from ..p5.indexing import read_index
-    from ..p5.tokenizer import load_tokenizer
-
     seed = int(seed)
     torch.set_num_threads(threads)
     tokenizer, index = load_tokenizer(input["tokenizer"]), read_index(input["index"])
@@ -216,9 +201,6 @@ def train_recommender(input: Mapping[str, str], output: Mapping[str, str], *, me
                       seed: int | str, model: Mapping, prompts: Mapping, train: Mapping,
                       device: str = "auto", progress: bool = True, threads: int = 1) -> None:
     """Fine-tune on sequential recommendation from ``input["init"]`` (theta_0 or theta_arith)."""
-    from ..p5.indexing import read_index
-    from ..p5.tokenizer import load_tokenizer
-
     seed = int(seed)
     torch.set_num_threads(threads)
     tokenizer, index = load_tokenizer(input["tokenizer"]), read_index(input["index"])
@@ -239,8 +221,6 @@ def train_recommender(input: Mapping[str, str], output: Mapping[str, str], *, me
 def add_task_vector(input: Mapping[str, str], output: Mapping[str, str], *,
                     coefficient: float) -> None:
     """The P5 model's weights plus ``coefficient`` x (theta_arith - theta_0)."""
-    from ..p5.arithmetic import apply_task_vector, task_vector
-
     tau = task_vector(_load(input["arithmetic"]), _load(input["base"]))
     _save(output["weights"], apply_task_vector(_load(input["recommender"]), tau, coefficient))
 
@@ -261,11 +241,6 @@ def evaluate_recommender(input: Mapping[str, str], output: Mapping[str, str], *,
                          threads: int = 1) -> None:
     """Test hit and NDCG at k: beam search constrained to valid item IDs, one template of the
     ``setting`` (seen in training or unseen), the last item of every user as the truth."""
-    from ..p5.decoding import Trie, recommend
-    from ..p5.indexing import read_index
-    from ..p5.prompts import evaluation_examples, templates
-    from ..p5.tokenizer import load_tokenizer
-
     torch.set_num_threads(threads)
     tokenizer, index = load_tokenizer(input["tokenizer"]), read_index(input["index"])
     sequences = load_sequences(input["sequences"])
@@ -293,9 +268,6 @@ def train_sasrec_model(input: Mapping[str, str], output: Mapping[str, str], *, s
                        sasrec: Mapping, ks: Sequence[int], device: str = "auto",
                        progress: bool = True, threads: int = 1) -> None:
     """SASRec on the same leave-one-out split; test metrics by full ranking."""
-    from ..models.sasrec import SASRec
-    from ..training.sequential import evaluate_sasrec, train_sasrec
-
     seed = int(seed)
     torch.set_num_threads(threads)
     sequences = load_sequences(input["sequences"])
