@@ -16,6 +16,7 @@ import torch  # noqa: E402
 from ..evaluation.significance import compare  # noqa: E402
 from ..io import atomic_path, read_json, write_csv, write_text  # noqa: E402
 from ..provenance import stamp  # noqa: E402
+from .seeds import mean_over_seeds, mean_std  # noqa: E402
 
 BASELINE = "p5"
 ROWS = ("p5", "precondition", "task_vector", "sasrec")
@@ -49,15 +50,12 @@ def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str],
                 frames = [f for d, s, m, f in runs
                           if d == dataset and m == method and (s == setting or s is None)]
                 if frames:
-                    groups[method] = (frames,
-                                      pd.concat(frames).groupby("user_id").mean().reset_index())
+                    groups[method] = (frames, mean_over_seeds(frames, "user_id"))
             for method, (frames, by_user) in groups.items():
                 row = {"dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
                        "setting": setting, "method": NAMES[method], "seeds": len(frames)}
                 for col in _columns(ks):
-                    values = np.array([f[col].mean() for f in frames])
-                    row[col] = values.mean()
-                    row[f"{col}_std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+                    row[col], row[f"{col}_std"] = mean_std([f[col].mean() for f in frames])
                     base = groups.get(BASELINE)
                     if method != BASELINE and base is not None:
                         test = compare(by_user, base[1], col)

@@ -32,6 +32,7 @@ from ..evaluation.ranking import METRICS, evaluate, summarize
 from ..evaluation.significance import compare
 from ..io import atomic_path, read_json, write_csv, write_json, write_text
 from ..provenance import stamp
+from .seeds import mean_over_seeds, mean_std
 from ..models.lightgcn import LightGCN, sparse_adjacency
 from ..models.pfr import PFR
 from ..training.loop import train_bpr
@@ -132,14 +133,12 @@ def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str],
             frames = [f for d, m, _, f in runs if d == dataset and m == model]
             if not frames:
                 continue
-            per_model[model] = (frames, pd.concat(frames).groupby("user_id").mean().reset_index())
+            per_model[model] = (frames, mean_over_seeds(frames, "user_id"))
         for model, (frames, mean_by_user) in per_model.items():
             row = {"dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
                    "model": model, "seeds": len(frames)}
-            seed_means = pd.DataFrame([summarize(f) for f in frames])
             for col in _columns(ks):
-                row[f"{col}"] = seed_means[col].mean()
-                row[f"{col}_std"] = seed_means[col].std(ddof=1) if len(frames) > 1 else 0.0
+                row[col], row[f"{col}_std"] = mean_std([f[col].mean() for f in frames])
                 if model != BASELINE and BASELINE in per_model:
                     test = compare(mean_by_user, per_model[BASELINE][1], col)
                     row[f"{col}_p"] = test["t_p"]

@@ -39,6 +39,7 @@ from ..evaluation.impressions import IMPRESSION_METRICS, impression_metrics
 from ..evaluation.significance import compare
 from ..io import atomic_path, read_json, write_csv, write_json, write_text
 from ..provenance import stamp
+from .seeds import mean_over_seeds, mean_std
 from ..news import build_model
 from ..news.data import NewsFeatures, build_features, training_articles, user_numbering
 from ..news.sampling import Impressions, Popularity
@@ -191,16 +192,14 @@ def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str],
             frames = {}
             for popk in sorted({r[2] for r in mine}):
                 parts = [pd.read_parquet(r[5]) for r in mine if r[2] == popk]
-                frames[popk] = pd.concat(parts).groupby("impression_id").mean().reset_index()
+                frames[popk] = mean_over_seeds(parts, "impression_id")
             for popk in sorted(frames):
                 seeds = [r[4] for r in mine if r[2] == popk]
                 base = [r[4] for r in mine if r[2] == 0]
                 row = {"dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
                        "model": model, "popk": popk, "seeds": len(seeds)}
                 for metric in METRIC_ORDER:
-                    values = np.array([s[metric] for s in seeds], dtype=float)
-                    row[metric] = values.mean()
-                    row[f"{metric}_std"] = values.std(ddof=1) if len(values) > 1 else 0.0
+                    row[metric], row[f"{metric}_std"] = mean_std([s[metric] for s in seeds])
                     base_mean = np.mean([s[metric] for s in base]) if base else np.nan
                     row[f"{metric}_change_%"] = (100 * (row[metric] - base_mean) / base_mean
                                                  if base and base_mean else np.nan)

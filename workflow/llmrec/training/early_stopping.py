@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from torch import Tensor, nn
 
@@ -23,8 +24,15 @@ class EarlyStopping:
         self.best_state: dict[str, Tensor] | None = None
         self.stale = 0
 
-    def update(self, model: nn.Module, epoch: int, value: float) -> bool:
-        """Record one validation of ``model``; True when training should stop."""
+    def update(self, model: nn.Module, row: Mapping[str, float]) -> bool:
+        """Log one validation of ``model`` and keep its state if best; True when to stop.
+
+        ``row`` is the loop's history row: ``epoch``, ``loss``, the metric, ``train_seconds``
+        and ``eval_seconds``.
+        """
+        epoch, value = int(row["epoch"]), float(row[self.metric])
+        log.info("epoch %d  loss %.5f  %s %.5f  train %.2fs  eval %.2fs", epoch, row["loss"],
+                 self.metric, value, row["train_seconds"], row["eval_seconds"])
         if self.best_state is None or value > self.best_value:
             self.best_value, self.stale = value, 0
             self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}

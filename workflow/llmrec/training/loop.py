@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 
@@ -16,8 +15,6 @@ from llmrec.evaluation.ranking import METRICS, evaluate, summarize
 from llmrec.models.lightgcn import sparse_adjacency
 from llmrec.training.early_stopping import EarlyStopping
 from llmrec.training.sampler import bpr_batches
-
-log = logging.getLogger(__name__)
 
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
 """``extra_loss(model, users, pos, neg, user_final, item_final) -> scalar`` added to each step."""
@@ -103,10 +100,8 @@ def train_bpr(model: nn.Module, graph_adj: sp.csr_matrix | Tensor, train: sp.csr
                "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start}
         history.append(row)
         train_seconds = 0.0
-        log.info("epoch %d  loss %.5f  %s %.5f  train %.2fs  eval %.2fs", epoch, row["loss"],
-                 metric, value, row["train_seconds"], row["eval_seconds"])
         bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
-        if stopping.update(model, epoch, value):
+        if stopping.update(model, row):
             break
     bar.close()
     model.load_state_dict(stopping.best_state)

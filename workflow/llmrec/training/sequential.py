@@ -8,7 +8,6 @@ a generative recommender such as P5 likewise produces any item id, so nothing is
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterator, Sequence
 
@@ -23,8 +22,6 @@ from tqdm.auto import tqdm
 from llmrec.evaluation.ranking import METRICS, ranking_metrics, summarize, topk
 from llmrec.models.sasrec import PAD
 from llmrec.training.early_stopping import EarlyStopping
-
-log = logging.getLogger(__name__)
 
 MIN_LENGTH = 3
 """Fewest items a user needs to be evaluated: one of history, a validation and a test item."""
@@ -149,10 +146,8 @@ def train_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], *, epochs: i
                "eval_seconds": time.perf_counter() - start}
         history.append(row)
         train_seconds = 0.0
-        log.info("epoch %d  loss %.5f  %s %.5f  train %.2fs  eval %.2fs", epoch, loss, metric,
-                 value, row["train_seconds"], row["eval_seconds"])
-        bar.set_postfix(loss=f"{loss:.4f}", **{metric: f"{value:.4f}"})
-        if stopping.update(model, epoch, value):
+        bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
+        if stopping.update(model, row):
             break
     bar.close()
     model.load_state_dict(stopping.best_state)
