@@ -20,8 +20,8 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         data_targets(),
         study_tables(),
         "results/tables/benchmarks.csv",
-    default_target: True

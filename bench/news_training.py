@@ -48,36 +48,56 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load((REPO / "config.yaml").read_text())["popk"]
-    sizes = yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["popk"] \
-        if args.paper else cfg
+    sizes = (
+        yaml.safe_load((REPO / "configs" / "paper.yaml").read_text())["popk"] if args.paper else cfg
+    )
     batch_size = args.batch_size or cfg["train"]["batch_size"]
     data = REPO / "results" / "data" / args.dataset
     imps = load_impressions(str(data / "split" / "mind.parquet"), "train")
-    features = build_features(pq.read_table(data / "canonical" / "items.parquet"),
-                              training_articles(imps), title_len=cfg["data"]["title_len"],
-                              abstract_len=cfg["data"]["abstract_len"])
+    features = build_features(
+        pq.read_table(data / "canonical" / "items.parquet"),
+        training_articles(imps),
+        title_len=cfg["data"]["title_len"],
+        abstract_len=cfg["data"]["abstract_len"],
+    )
     users = user_numbering(imps.users, imps.users)
     rng = np.random.default_rng(0)
     rows, pos, neg, _ = sample_negatives(imps, cfg["sampler"]["npratio"], 0, rng)
     order = rng.permutation(len(rows))
     clicks_per_impression = len(rows) / len(imps)
-    results = {"dataset": args.dataset, "threads": args.threads, "batch_size": batch_size,
-               "train_impressions": len(imps), "train_clicks": len(rows)}
+    results = {
+        "dataset": args.dataset,
+        "threads": args.threads,
+        "batch_size": batch_size,
+        "train_impressions": len(imps),
+        "train_clicks": len(rows),
+    }
     for name in args.models:
         torch.manual_seed(0)
-        net = build_model(name, vocab_size=len(features.vocab),
-                          num_categories=int(features.category.max()) + 1,
-                          num_subcategories=int(features.subcategory.max()) + 1,
-                          num_users=int(users.max()) + 1, settings=sizes[name])
+        net = build_model(
+            name,
+            vocab_size=len(features.vocab),
+            num_categories=int(features.category.max()) + 1,
+            num_subcategories=int(features.subcategory.max()) + 1,
+            num_users=int(users.max()) + 1,
+            settings=sizes[name],
+        )
         optimizer = torch.optim.Adam(net.parameters(), lr=1e-4)
         net.train()
         unique = occurrences = 0
         for step in range(args.batches + 2):
             if step == 2:
                 start = time.perf_counter()
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            batch = train_batch(features, imps, rows[idx], pos[idx], neg[idx], users[rows[idx]],
-                                cfg["data"]["history_len"])
+            idx = order[step * batch_size : (step + 1) * batch_size]
+            batch = train_batch(
+                features,
+                imps,
+                rows[idx],
+                pos[idx],
+                neg[idx],
+                users[rows[idx]],
+                cfg["data"]["history_len"],
+            )
             if step >= 2:
                 unique += len(batch["news"]["title"])
                 occurrences += int(batch["history_mask"].sum()) + batch["candidates"].numel()
@@ -87,10 +107,12 @@ def main() -> None:
             optimizer.step()
         seconds = time.perf_counter() - start
         samples = args.batches * batch_size / seconds
-        results[name] = {"samples_per_s": round(samples, 1),
-                         "impressions_per_s": round(samples / clicks_per_impression, 1),
-                         "unique_articles_per_batch": round(unique / args.batches, 1),
-                         "article_occurrences_per_batch": round(occurrences / args.batches, 1)}
+        results[name] = {
+            "samples_per_s": round(samples, 1),
+            "impressions_per_s": round(samples / clicks_per_impression, 1),
+            "unique_articles_per_batch": round(unique / args.batches, 1),
+            "article_occurrences_per_batch": round(occurrences / args.batches, 1),
+        }
         print(json.dumps({name: results[name]}), flush=True)
     print(json.dumps(results, indent=2))
 

@@ -45,8 +45,9 @@ from llmrec.studies.arithmetic import load_sequences  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sequences", type=Path,
-                        default=REPO / "results/data/ml-100k/sequences.parquet")
+    parser.add_argument(
+        "--sequences", type=Path, default=REPO / "results/data/ml-100k/sequences.parquet"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
@@ -57,12 +58,17 @@ def main() -> None:
     sequences = load_sequences(str(args.sequences))
     n_items = int(max(s.max() for s in sequences)) + 1
     index = sequential_indexing(sequences, n_items)
-    pairs = training_examples(sequences, index, max_history=cfg["prompts"]["max_history"],
-                              windows_per_user=cfg["prompts"]["windows_per_user"],
-                              rng=np.random.default_rng(0))
+    pairs = training_examples(
+        sequences,
+        index,
+        max_history=cfg["prompts"]["max_history"],
+        windows_per_user=cfg["prompts"]["windows_per_user"],
+        rng=np.random.default_rng(0),
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        tokenizer = train_tokenizer([t for p in pairs for t in p],
-                                    cfg["tokenizer"]["vocab_size"], Path(tmp) / "tok")
+        tokenizer = train_tokenizer(
+            [t for p in pairs for t in p], cfg["tokenizer"]["vocab_size"], Path(tmp) / "tok"
+        )
     torch.manual_seed(0)
     options = {k: v for k, v in cfg["model"].items() if k != "whole_word"}
     model = P5(build_t5(len(tokenizer), **options)).to(args.device)
@@ -71,12 +77,16 @@ def main() -> None:
     batch = train["batch_size"]
     times = []
     for step in range(args.steps + 1):
-        chunk = pairs[step * batch:(step + 1) * batch]
+        chunk = pairs[step * batch : (step + 1) * batch]
         if args.device.startswith("cuda"):
             torch.cuda.synchronize()
         start = time.perf_counter()
-        tensors = {k: v.to(args.device) for k, v in collate(
-            chunk, tokenizer, train["max_source_len"], train["max_target_len"], False).items()}
+        tensors = {
+            k: v.to(args.device)
+            for k, v in collate(
+                chunk, tokenizer, train["max_source_len"], train["max_target_len"], False
+            ).items()
+        }
         loss = model(**tensors)
         optimizer.zero_grad()
         loss.backward()
@@ -85,24 +95,43 @@ def main() -> None:
             torch.cuda.synchronize()
         if step:  # the first step warms up
             times.append(time.perf_counter() - start)
-    users, sources, _ = evaluation_examples(sequences, index, stage="test", template=SEEN[0],
-                                            max_history=cfg["prompts"]["max_history"])
+    users, sources, _ = evaluation_examples(
+        sequences, index, stage="test", template=SEEN[0], max_history=cfg["prompts"]["max_history"]
+    )
     calls = []
     hook = model.t5.get_encoder().register_forward_hook(lambda *a: calls.append(1))
     start = time.perf_counter()
-    top = recommend(model, tokenizer, sources, Trie.from_items(index, tokenizer), k=args.k,
-                    batch_size=cfg["evaluation"]["batch_size"], device=args.device)
+    top = recommend(
+        model,
+        tokenizer,
+        sources,
+        Trie.from_items(index, tokenizer),
+        k=args.k,
+        batch_size=cfg["evaluation"]["batch_size"],
+        device=args.device,
+    )
     seconds = time.perf_counter() - start
     hook.remove()
     batches = -(-len(sources) // cfg["evaluation"]["batch_size"])
-    print(json.dumps({
-        "device": args.device, "threads": args.threads, "batch_size": batch,
-        "train_samples_per_second": batch * len(times) / sum(times),
-        "train_step_seconds": float(np.mean(times)),
-        "eval_users": len(users), "eval_seconds": seconds, "k": args.k, "beams": args.k,
-        "encoder_calls": len(calls), "batches": batches,
-        "valid_ids": bool(((top >= 0) & (top < n_items)).all()),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "device": args.device,
+                "threads": args.threads,
+                "batch_size": batch,
+                "train_samples_per_second": batch * len(times) / sum(times),
+                "train_step_seconds": float(np.mean(times)),
+                "eval_users": len(users),
+                "eval_seconds": seconds,
+                "k": args.k,
+                "beams": args.k,
+                "encoder_calls": len(calls),
+                "batches": batches,
+                "valid_ids": bool(((top >= 0) & (top < n_items)).all()),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -54,20 +54,35 @@ def main() -> None:
             user = mean_item_embeddings(split.train, item)
         for weight in args.weights:
             init_seed(args.seed)
-            net = PFR(graph.n_users, graph.n_items, torch.from_numpy(user),
-                      torch.from_numpy(item), max_nodes=args.max_nodes)
+            net = PFR(
+                graph.n_users,
+                graph.n_items,
+                torch.from_numpy(user),
+                torch.from_numpy(item),
+                max_nodes=args.max_nodes,
+            )
 
             def extra(m, users, pos, neg, user_final, item_final, w=weight):
                 return w * m.alignment_loss(users, pos, user_final, item_final)
 
             start = time.perf_counter()
-            _, history = train_bpr(net, adj, split.train, split.valid, extra_loss=extra,
-                                   seed=args.seed, progress=False)
+            _, history = train_bpr(
+                net, adj, split.train, split.valid, extra_loss=extra, seed=args.seed, progress=False
+            )
             best = max(history, key=lambda row: row["recall@20"])
-            print(json.dumps({"model": model, "weight": weight,
-                              "valid_recall@20": round(best["recall@20"], 4),
-                              "best_epoch": best["epoch"], "epochs": history[-1]["epoch"],
-                              "seconds": round(time.perf_counter() - start)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "model": model,
+                        "weight": weight,
+                        "valid_recall@20": round(best["recall@20"], 4),
+                        "best_epoch": best["epoch"],
+                        "epochs": history[-1]["epoch"],
+                        "seconds": round(time.perf_counter() - start),
+                    }
+                ),
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python bench/sasrec.py                        # 2 threads, CPU
     python bench/sasrec.py --device cuda --epochs 10
 
-One epoch is ``llmrec.training.sequential.train_epoch``, the function ``train_sasrec`` runs:
+One epoch is ``llmrec.training.sequential.train_epoch``, the function ``fit_sasrec`` runs:
 every user's training part (leave-one-out, last ``--max-len`` transitions), cross-entropy over
 all items at every target position, AdamW. SASRec with max length 50, hidden 64, 2 layers,
 1 head, dropout 0.2, batch 2048 users (so all of ml-100k's 943 users make one step). Reads
@@ -36,8 +36,8 @@ import torch
 
 from llmrec.device import resolve_device
 from llmrec.models.sasrec import SASRec
-from llmrec.training.sequential import train_epoch
 from llmrec.training.seed import init_seed
+from llmrec.training.sequential import train_epoch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "results" / "data" / "ml-100k"
@@ -51,11 +51,17 @@ def load_sequences(seed: int) -> tuple[list[np.ndarray], int, str]:
         items = pq.read_table(path, columns=["items"]).column("items").to_pylist()
         sequences = [np.asarray(seq, dtype=np.int64) for seq in items]
         stats = DATA / "stats.json"
-        n_items = (json.loads(stats.read_text())["items"] if stats.exists()
-                   else 1 + max(int(seq.max()) for seq in sequences))
+        n_items = (
+            json.loads(stats.read_text())["items"]
+            if stats.exists()
+            else 1 + max(int(seq.max()) for seq in sequences)
+        )
         return sequences, n_items, str(path.relative_to(REPO))
-    print(f"{path} is absent (run `snakemake data`): timing synthetic sequences of "
-          f"ml-100k's size instead", file=sys.stderr)
+    print(
+        f"{path} is absent (run `snakemake data`): timing synthetic sequences of "
+        f"ml-100k's size instead",
+        file=sys.stderr,
+    )
     rng = np.random.default_rng(seed)
     lengths = rng.multinomial(N_INTERACTIONS - 20 * N_USERS, np.full(N_USERS, 1 / N_USERS)) + 20
     return [rng.integers(N_ITEMS, size=n) for n in lengths], N_ITEMS, "synthetic"
@@ -78,11 +84,13 @@ def main() -> None:
 
     sequences, n_items, source = load_sequences(args.seed)
     init_seed(args.seed)
-    model = SASRec(n_items, max_len=args.max_len, hidden=args.hidden,
-                   num_layers=args.layers).to(device)
-    # The optimizer train_sasrec builds, at its default learning rate.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.98),
-                                  weight_decay=0.0, fused=True)
+    model = SASRec(n_items, max_len=args.max_len, hidden=args.hidden, num_layers=args.layers).to(
+        device
+    )
+    # The optimizer fit_sasrec builds, at its default learning rate.
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=1e-3, betas=(0.9, 0.98), weight_decay=0.0, fused=True
+    )
     rng = np.random.default_rng(args.seed)
     seconds = []
     for epoch in range(args.warmup + args.epochs):
@@ -93,10 +101,18 @@ def main() -> None:
 
     targets = sum(min(max(len(seq) - 3, 0), args.max_len) for seq in sequences)
     result = {
-        "data": source, "users": len(sequences), "items": n_items, "target_positions": targets,
-        "device": str(device), "threads": args.threads, "max_len": args.max_len,
-        "hidden": args.hidden, "layers": args.layers, "batch_size": args.batch_size,
-        "seconds_per_epoch": statistics.mean(seconds), "epoch_seconds": seconds,
+        "data": source,
+        "users": len(sequences),
+        "items": n_items,
+        "target_positions": targets,
+        "device": str(device),
+        "threads": args.threads,
+        "max_len": args.max_len,
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "batch_size": args.batch_size,
+        "seconds_per_epoch": statistics.mean(seconds),
+        "epoch_seconds": seconds,
         "last_loss": loss,
         # Linux reports ru_maxrss in KiB.
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

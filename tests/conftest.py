@@ -14,30 +14,41 @@ def write_interactions(path: Path, rows: list[tuple], behaviour: str = "rating")
     """rows: (user_id, item_id, timestamp[, rating[, behaviour]]) -> canonical interactions."""
     cols = list(zip(*rows))
     n = len(rows)
-    table = pa.table({
-        "user_id": pa.array(cols[0], pa.int32()),
-        "item_id": pa.array(cols[1], pa.int32()),
-        "timestamp": pa.array(cols[2], pa.int64()),
-        "behaviour": pa.array(cols[4] if len(cols) > 4 else [behaviour] * n, pa.string()),
-        "rating": pa.array(cols[3] if len(cols) > 3 else [None] * n, pa.float32()),
-    })
+    table = pa.table(
+        {
+            "user_id": pa.array(cols[0], pa.int32()),
+            "item_id": pa.array(cols[1], pa.int32()),
+            "timestamp": pa.array(cols[2], pa.int64()),
+            "behaviour": pa.array(cols[4] if len(cols) > 4 else [behaviour] * n, pa.string()),
+            "rating": pa.array(cols[3] if len(cols) > 3 else [None] * n, pa.float32()),
+        }
+    )
     pq.write_table(table, path)
     return path
 
 
 def write_entities(path: Path, key: str, n: int) -> Path:
-    pq.write_table(pa.table({key: pa.array(range(n), pa.int32()),
-                             "original_id": pa.array([f"{key[0]}{i}" for i in range(n)])}), path)
+    pq.write_table(
+        pa.table(
+            {
+                key: pa.array(range(n), pa.int32()),
+                "original_id": pa.array([f"{key[0]}{i}" for i in range(n)]),
+            }
+        ),
+        path,
+    )
     return path
 
 
 @pytest.fixture
 def canonical(tmp_path):
     """A canonical dataset factory: canonical(rows, n_users, n_items) -> dict of paths."""
+
     def make(rows, n_users, n_items):
         return {
             "interactions": write_interactions(tmp_path / "interactions.parquet", rows),
             "items": write_entities(tmp_path / "items.parquet", "item_id", n_items),
             "users": write_entities(tmp_path / "users.parquet", "user_id", n_users),
         }
+
     return make

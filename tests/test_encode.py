@@ -39,33 +39,42 @@ def test_k_core_repeats_until_every_user_and_item_has_k(tmp_path, canonical):
     assert stats["k_core_rounds"] >= 2
     # Ids are contiguous again: old users 1, 2 -> 0, 1; original ids follow.
     assert _rows(out["interactions"]) == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert pq.read_table(out["users"]).to_pydict() == {"user_id": [0, 1],
-                                                       "original_id": ["u1", "u2"]}
+    assert pq.read_table(out["users"]).to_pydict() == {
+        "user_id": [0, 1],
+        "original_id": ["u1", "u2"],
+    }
     assert pq.read_table(out["items"]).column("original_id").to_pylist() == ["i0", "i1"]
 
 
 def test_k_core_that_empties_the_dataset_stops_with_the_key_to_change(tmp_path, canonical):
     paths = canonical(CHAIN, 3, 3)
     with pytest.raises(EmptyDatasetError, match=r"datasets\.tiny\.filter"):
-        encode.filter_interactions(encode.connect(), paths, _out(tmp_path, "f"), dataset="tiny",
-                                   k_core=3)
+        encode.filter_interactions(
+            encode.connect(), paths, _out(tmp_path, "f"), dataset="tiny", k_core=3
+        )
 
 
 def test_min_rating_behaviours_and_dedupe(tmp_path):
-    rows = [(0, 0, 1, 5.0, "view"), (0, 0, 2, 5.0, "buy"), (0, 1, 3, 2.0, "view"),
-            (1, 1, 4, 4.0, "view")]
+    rows = [
+        (0, 0, 1, 5.0, "view"),
+        (0, 0, 2, 5.0, "buy"),
+        (0, 1, 3, 2.0, "view"),
+        (1, 1, 4, 4.0, "view"),
+    ]
     paths = {"interactions": write_interactions(tmp_path / "i.parquet", rows)}
     for key, n in (("items", 2), ("users", 2)):
         col = "item_id" if key == "items" else "user_id"
-        pq.write_table(pa.table({col: pa.array(range(n), pa.int32()),
-                                 "original_id": [str(i) for i in range(n)]}),
-                       tmp_path / f"{key}.parquet")
+        pq.write_table(
+            pa.table(
+                {col: pa.array(range(n), pa.int32()), "original_id": [str(i) for i in range(n)]}
+            ),
+            tmp_path / f"{key}.parquet",
+        )
         paths[key] = tmp_path / f"{key}.parquet"
     con = encode.connect()
     s = encode.filter_interactions(con, paths, _out(tmp_path, "a"), dataset="t", min_rating=4)
     assert s["interactions"] == 3
-    s = encode.filter_interactions(con, paths, _out(tmp_path, "b"), dataset="t",
-                                   behaviours=["buy"])
+    s = encode.filter_interactions(con, paths, _out(tmp_path, "b"), dataset="t", behaviours=["buy"])
     assert (s["users"], s["items"], s["interactions"]) == (1, 1, 1)
     out = _out(tmp_path, "c")
     s = encode.filter_interactions(con, paths, out, dataset="t", dedupe=True)
@@ -75,9 +84,17 @@ def test_min_rating_behaviours_and_dedupe(tmp_path):
 
 
 def test_leave_one_out_by_time(tmp_path):
-    rows = [(0, 5, 40), (0, 3, 10), (0, 4, 30), (0, 9, 20),  # test 5, valid 4
-            (1, 1, 7), (1, 2, 7), (1, 0, 1),                  # tie at t=7: larger id is later
-            (2, 0, 1), (2, 1, 2)]                              # too short: all train
+    rows = [
+        (0, 5, 40),
+        (0, 3, 10),
+        (0, 4, 30),
+        (0, 9, 20),  # test 5, valid 4
+        (1, 1, 7),
+        (1, 2, 7),
+        (1, 0, 1),  # tie at t=7: larger id is later
+        (2, 0, 1),
+        (2, 1, 2),
+    ]  # too short: all train
     src = write_interactions(tmp_path / "i.parquet", rows)
     encode.split_leave_one_out(src, tmp_path / "loo.parquet")
     t = pq.read_table(tmp_path / "loo.parquet").to_pydict()
@@ -91,8 +108,15 @@ def test_leave_one_out_by_time(tmp_path):
 # (n, train, valid, test) following RecBole's split_by_ratio with ratios 0.8/0.1/0.1, by hand:
 # floor(0.1 n) each for valid and test; a split whose share is below one event gets one from
 # training, test first, while training keeps more than one.
-RANDOM_COUNTS = [(1, 1, 0, 0), (2, 1, 0, 1), (3, 1, 1, 1), (5, 3, 1, 1), (10, 8, 1, 1),
-                 (15, 13, 1, 1), (20, 16, 2, 2)]
+RANDOM_COUNTS = [
+    (1, 1, 0, 0),
+    (2, 1, 0, 1),
+    (3, 1, 1, 1),
+    (5, 3, 1, 1),
+    (10, 8, 1, 1),
+    (15, 13, 1, 1),
+    (20, 16, 2, 2),
+]
 
 
 def _random_split(tmp_path, seed, name="r.parquet"):
@@ -107,7 +131,10 @@ def test_random_split_counts_follow_recbole(tmp_path):
     got = Counter((u, s) for u, _, s in _random_split(tmp_path, seed=3))
     for user, (_, n_train, n_valid, n_test) in enumerate(RANDOM_COUNTS):
         assert (got[(user, "train")], got[(user, "valid")], got[(user, "test")]) == (
-            n_train, n_valid, n_test), f"user with {RANDOM_COUNTS[user][0]} events"
+            n_train,
+            n_valid,
+            n_test,
+        ), f"user with {RANDOM_COUNTS[user][0]} events"
 
 
 def test_random_split_is_seeded(tmp_path):
@@ -125,29 +152,36 @@ def test_graph_is_the_training_bipartite_graph_with_symmetric_norm(tmp_path):
     rows += [(0, 8, 2, None, "rating")]  # a validation event: not an edge
     t = write_interactions(tmp_path / "i.parquet", rows)
     split = pq.read_table(t).append_column(
-        "split", pa.array(["train"] * (len(rows) - 1) + ["valid"]))
+        "split", pa.array(["train"] * (len(rows) - 1) + ["valid"])
+    )
     pq.write_table(split, tmp_path / "s.parquet")
     for key, n in (("items", n_items), ("users", n_users)):
         pq.write_table(pa.table({"x": range(n)}), tmp_path / f"{key}.parquet")
-    info = encode.build_graph(encode.connect(), tmp_path / "s.parquet", tmp_path / "items.parquet",
-                              tmp_path / "users.parquet", tmp_path / "g.npz")
+    info = encode.build_graph(
+        encode.connect(),
+        tmp_path / "s.parquet",
+        tmp_path / "items.parquet",
+        tmp_path / "users.parquet",
+        tmp_path / "g.npz",
+    )
     g = np.load(tmp_path / "g.npz")
     assert info["edges"] == dense.sum() and info["users_without_edges"] == 1
     assert g["n_users"] == n_users and g["n_items"] == n_items
     rebuilt = np.zeros_like(dense)
     for u in range(n_users):
-        rebuilt[u, g["user_items"][g["user_indptr"][u]:g["user_indptr"][u + 1]]] = True
+        rebuilt[u, g["user_items"][g["user_indptr"][u] : g["user_indptr"][u + 1]]] = True
     if not dense[0, 8]:
         assert not rebuilt[0, 8]
     np.testing.assert_array_equal(rebuilt, dense)
     transposed = np.zeros_like(dense.T)
     for i in range(n_items):
-        transposed[i, g["item_users"][g["item_indptr"][i]:g["item_indptr"][i + 1]]] = True
+        transposed[i, g["item_users"][g["item_indptr"][i] : g["item_indptr"][i + 1]]] = True
     np.testing.assert_array_equal(transposed, dense.T)
     du, di = dense.sum(1), dense.sum(0)
-    u0_items = g["user_items"][g["user_indptr"][0]:g["user_indptr"][1]]
-    np.testing.assert_allclose(g["user_norm"][:len(u0_items)],
-                               1 / np.sqrt(du[0] * di[u0_items]), rtol=1e-6)
+    u0_items = g["user_items"][g["user_indptr"][0] : g["user_indptr"][1]]
+    np.testing.assert_allclose(
+        g["user_norm"][: len(u0_items)], 1 / np.sqrt(du[0] * di[u0_items]), rtol=1e-6
+    )
     # Same values in item order: the normalised adjacency is symmetric.
     assert np.isclose(np.sort(g["user_norm"]), np.sort(g["item_norm"])).all()
 
@@ -165,21 +199,32 @@ def test_sequences_are_time_ordered(tmp_path):
 
 
 def test_item_text_keeps_the_fields_the_source_has(tmp_path):
-    pq.write_table(pa.table({
-        "item_id": pa.array([0, 1], pa.int32()), "original_id": ["a", "b"],
-        "title": ["Heat", "Emma"], "category": ["Action", None],
-        "description": [None, "  A novel.  "], "year": pa.array([1995, None], pa.int32()),
-        "genres": [["Action", "Crime"], []],
-    }), tmp_path / "items.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": pa.array([0, 1], pa.int32()),
+                "original_id": ["a", "b"],
+                "title": ["Heat", "Emma"],
+                "category": ["Action", None],
+                "description": [None, "  A novel.  "],
+                "year": pa.array([1995, None], pa.int32()),
+                "genres": [["Action", "Crime"], []],
+            }
+        ),
+        tmp_path / "items.parquet",
+    )
     encode.build_item_text(encode.connect(), tmp_path / "items.parquet", tmp_path / "t.parquet")
     text = pq.read_table(tmp_path / "t.parquet").column("text").to_pylist()
-    assert text == ["Title: Heat; Year: 1995; Genres: Action, Crime",
-                    "Title: Emma; Description: A novel."]
+    assert text == [
+        "Title: Heat; Year: 1995; Genres: Action, Crime",
+        "Title: Emma; Description: A novel.",
+    ]
 
 
 def test_statistics(tmp_path):
     src = write_interactions(tmp_path / "i.parquet", [(0, 0, 1), (0, 1, 2), (1, 1, 3)])
-    s = encode.dataset_statistics(encode.connect(), src, dataset="d", kind="ratings",
-                                  synthetic=False)
+    s = encode.dataset_statistics(
+        encode.connect(), src, dataset="d", kind="ratings", synthetic=False
+    )
     assert (s["users"], s["items"], s["interactions"]) == (2, 2, 3)
     assert s["density"] == pytest.approx(0.75)

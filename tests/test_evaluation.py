@@ -11,9 +11,20 @@ import scipy.sparse as sp
 import torch
 from scipy import stats
 
-from llmrec.evaluation import (average_popularity, compare, coverage, evaluate, gini,
-                               intra_list_diversity, novelty, paired_tests, ranking_metrics,
-                               summarize, tail_share, topk)
+from llmrec.evaluation import (
+    average_popularity,
+    compare,
+    coverage,
+    evaluate,
+    gini,
+    intra_list_diversity,
+    novelty,
+    paired_tests,
+    ranking_metrics,
+    summarize,
+    tail_share,
+    topk,
+)
 
 
 def csr(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
@@ -31,6 +42,7 @@ def fixed_scores(matrix: list[list[float]]):
 
 # ---------------------------------------------------------------- ranking_metrics
 
+
 def test_metrics_match_hand_computed_values():
     # user 0: truth {2, 5, 9}, list [5, 1, 9, 3, 4] -> hits at ranks 1 and 3.
     # user 1: truth {7},       list [0, 1, 7, 3, 4] -> one hit at rank 3.
@@ -41,17 +53,38 @@ def test_metrics_match_hand_computed_values():
     got = ranking_metrics(top, truth, np.arange(4), ks=[1, 3, 5]).set_index("user_id")
 
     idcg3 = 1 / math.log2(2) + 1 / math.log2(3) + 1 / math.log2(4)  # = 1 + 0.6309 + 0.5
-    dcg_u0 = 1 / math.log2(2) + 1 / math.log2(4)                     # ranks 1 and 3 = 1.5
+    dcg_u0 = 1 / math.log2(2) + 1 / math.log2(4)  # ranks 1 and 3 = 1.5
     expected = {
-        0: {"recall@5": 2 / 3, "precision@5": 2 / 5, "hit@5": 1, "mrr@5": 1 / 1,
+        0: {
+            "recall@5": 2 / 3,
+            "precision@5": 2 / 5,
+            "hit@5": 1,
+            "mrr@5": 1 / 1,
             "ndcg@5": dcg_u0 / idcg3,
             # top-3 holds the same two hits; IDCG@3 also runs over min(3, 3) = 3 ranks.
-            "recall@3": 2 / 3, "precision@3": 2 / 3, "ndcg@3": dcg_u0 / idcg3,
+            "recall@3": 2 / 3,
+            "precision@3": 2 / 3,
+            "ndcg@3": dcg_u0 / idcg3,
             # top-1 = [5], a hit; IDCG@1 = 1/log2(2) = 1.
-            "recall@1": 1 / 3, "precision@1": 1, "hit@1": 1, "mrr@1": 1, "ndcg@1": 1},
-        1: {"recall@5": 1, "precision@5": 1 / 5, "hit@5": 1, "mrr@5": 1 / 3,
+            "recall@1": 1 / 3,
+            "precision@1": 1,
+            "hit@1": 1,
+            "mrr@1": 1,
+            "ndcg@1": 1,
+        },
+        1: {
+            "recall@5": 1,
+            "precision@5": 1 / 5,
+            "hit@5": 1,
+            "mrr@5": 1 / 3,
             # DCG = 1/log2(3 + 1) = 0.5; IDCG over min(1, 5) = 1 rank = 1.
-            "ndcg@5": 0.5, "mrr@3": 1 / 3, "recall@1": 0, "hit@1": 0, "mrr@1": 0, "ndcg@1": 0},
+            "ndcg@5": 0.5,
+            "mrr@3": 1 / 3,
+            "recall@1": 0,
+            "hit@1": 0,
+            "mrr@1": 0,
+            "ndcg@1": 0,
+        },
         2: {"recall@5": 1, "precision@5": 1 / 5, "hit@5": 1, "mrr@5": 1, "ndcg@5": 1},
         3: {"recall@5": 0, "precision@5": 0, "hit@5": 0, "mrr@5": 0, "ndcg@5": 0},
     }
@@ -64,8 +97,19 @@ def test_metric_columns_and_users_with_empty_truth_are_skipped():
     truth = csr([[1], [], [2]], n_items=4)
     top = np.array([[1, 0], [0, 1], [0, 1]])
     got = ranking_metrics(top, truth, np.array([0, 1, 2]), ks=[1, 2])
-    assert list(got.columns) == ["user_id", "recall@1", "recall@2", "ndcg@1", "ndcg@2", "mrr@1",
-                                 "mrr@2", "hit@1", "hit@2", "precision@1", "precision@2"]
+    assert list(got.columns) == [
+        "user_id",
+        "recall@1",
+        "recall@2",
+        "ndcg@1",
+        "ndcg@2",
+        "mrr@1",
+        "mrr@2",
+        "hit@1",
+        "hit@2",
+        "precision@1",
+        "precision@2",
+    ]
     assert got["user_id"].tolist() == [0, 2]  # user 1 has no truth: left out, not a zero row
     # Means over users 0 (hit at rank 1) and 2 (no hit): hit@1 = (1 + 0) / 2.
     assert summarize(got)["hit@1"] == pytest.approx(0.5)
@@ -78,6 +122,7 @@ def test_metrics_reject_a_list_shorter_than_the_cutoff():
 
 
 # ---------------------------------------------------------------- topk
+
 
 def test_excluded_items_never_appear_even_with_the_highest_score():
     scores = fixed_scores([[9.0, 1.0, 5.0, 3.0], [0.0, 9.0, 8.0, 7.0]])
@@ -151,6 +196,7 @@ def test_evaluate_ranks_only_users_with_truth_and_excludes_seen_items():
 
 # ---------------------------------------------------------------- significance
 
+
 def test_paired_tests_agree_with_scipy():
     a = np.array([0.1, 0.5, 0.3, 0.9, 0.2, 0.4, 0.7])
     b = np.array([0.2, 0.1, 0.3, 0.5, 0.1, 0.0, 0.6])
@@ -159,8 +205,7 @@ def test_paired_tests_agree_with_scipy():
     # differences: -0.1, 0.4, 0, 0.4, 0.1, 0.4, 0.1 -> sum 1.3
     assert got["mean_diff"] == pytest.approx(1.3 / 7)
     assert got["t_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    assert got["wilcoxon_p"] == pytest.approx(
-        stats.wilcoxon(a - b, zero_method="wilcox").pvalue)
+    assert got["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a - b, zero_method="wilcox").pvalue)
 
 
 def test_wilcoxon_exact_p_by_hand():
@@ -188,6 +233,7 @@ def test_compare_aligns_on_user_id():
 
 
 # ---------------------------------------------------------------- diversity
+
 
 def test_coverage_counts_distinct_items_over_the_catalogue():
     # Items 0 and 1 are recommended (padding ignored): 2 of 4.
@@ -244,12 +290,14 @@ def test_tail_share_breaks_popularity_ties_by_item_id():
 
 # --- MIND impression metrics ---------------------------------------------------------------------
 
+
 def test_impression_metrics_match_hand_computed_values():
     from llmrec.evaluation.impressions import impression_metrics
 
     # Ranked by score: a(0), b(1), d(1), c(0). Clicked b and d at ranks 2 and 3.
-    frame = impression_metrics([np.array([0, 1, 0, 1])], [np.array([0.9, 0.8, 0.1, 0.5])],
-                               impression_ids=[42])
+    frame = impression_metrics(
+        [np.array([0, 1, 0, 1])], [np.array([0.9, 0.8, 0.1, 0.5])], impression_ids=[42]
+    )
     row = frame.iloc[0]
     assert row["impression_id"] == 42
     assert row["auc"] == pytest.approx(0.5)  # (b > c) and (d > c) of 4 pairs

@@ -31,8 +31,9 @@ def normalized(r: sp.csr_matrix) -> sp.csr_matrix:
     return Graph(r.shape[0], r.shape[1], r.indptr, r.indices, norm).normalized_adjacency()
 
 
-def dense_reference(ego: torch.Tensor, adj: torch.Tensor, n_users: int, layers: int,
-                    users, pos, neg):
+def dense_reference(
+    ego: torch.Tensor, adj: torch.Tensor, n_users: int, layers: int, users, pos, neg
+):
     """LightGCN written out with dense matrices: final embeddings, BPR and L2 term."""
     x, total = ego, ego
     for _ in range(layers):
@@ -42,8 +43,15 @@ def dense_reference(ego: torch.Tensor, adj: torch.Tensor, n_users: int, layers: 
     u, i = final[:n_users], final[n_users:]
     diff = (u[users] * i[pos]).sum(-1) - (u[users] * i[neg]).sum(-1)
     bpr = -F.logsigmoid(diff).mean()
-    reg = 0.5 * (ego[users].pow(2).sum() + ego[n_users + pos].pow(2).sum()
-                 + ego[n_users + neg].pow(2).sum()) / len(users)
+    reg = (
+        0.5
+        * (
+            ego[users].pow(2).sum()
+            + ego[n_users + pos].pow(2).sum()
+            + ego[n_users + neg].pow(2).sum()
+        )
+        / len(users)
+    )
     return u, i, bpr, reg
 
 
@@ -65,8 +73,9 @@ def test_propagation_loss_and_gradients_match_dense_reference(layers):
 
     ego = torch.cat([model.user_embedding.weight, model.item_embedding.weight]).detach()
     ego = ego.double().requires_grad_()
-    u, i, bpr_ref, reg_ref = dense_reference(ego, torch.tensor(adj.toarray(), dtype=torch.float64),
-                                             n_users, layers, users, pos, neg)
+    u, i, bpr_ref, reg_ref = dense_reference(
+        ego, torch.tensor(adj.toarray(), dtype=torch.float64), n_users, layers, users, pos, neg
+    )
     (bpr_ref + 0.3 * reg_ref).backward()
 
     assert user_final.shape == (n_users, 5) and item_final.shape == (n_items, 5)
@@ -145,16 +154,18 @@ def test_negatives_are_seeded():
 
 def test_negatives_may_hit_positives_when_not_excluded():
     positives = sp.csr_matrix(np.ones((2, 5), np.float32))
-    neg = sample_negatives(np.array([0, 1]), 5, positives, 10, rng=np.random.default_rng(0),
-                           exclude_positives=False)
+    neg = sample_negatives(
+        np.array([0, 1]), 5, positives, 10, rng=np.random.default_rng(0), exclude_positives=False
+    )
     assert neg.shape == (2, 10)
 
 
 def test_weighted_negatives_follow_the_weights():
     positives = sp.csr_matrix(([1.0], ([0], [1])), shape=(3, 6))
     weights = np.array([0, 1, 1, 8, 0, 2], dtype=float)
-    neg = sample_negatives(np.zeros(20000, np.int64), 6, positives,
-                           rng=np.random.default_rng(0), item_weights=weights)
+    neg = sample_negatives(
+        np.zeros(20000, np.int64), 6, positives, rng=np.random.default_rng(0), item_weights=weights
+    )
     counts = np.bincount(neg.ravel(), minlength=6)
     assert counts[[0, 1, 4]].sum() == 0  # zero weight, or a positive of user 0
     np.testing.assert_allclose(counts[[2, 3, 5]] / 20000, [1 / 11, 8 / 11, 2 / 11], atol=0.02)
@@ -165,8 +176,13 @@ def test_user_without_drawable_item_is_an_error():
     with pytest.raises(ValueError, match=r"users \[0\]"):
         sample_negatives(np.array([1, 0]), 3, positives, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"users \[1\]"):
-        sample_negatives(np.array([1]), 3, positives, rng=np.random.default_rng(0),
-                         item_weights=np.array([1.0, 0.0, 0.0]))
+        sample_negatives(
+            np.array([1]),
+            3,
+            positives,
+            rng=np.random.default_rng(0),
+            item_weights=np.array([1.0, 0.0, 0.0]),
+        )
 
 
 def test_an_epoch_visits_every_training_pair_once():
@@ -187,8 +203,9 @@ def test_an_epoch_visits_every_training_pair_once():
 # ----------------------------------------------------------------------------------- loop
 
 
-def planted(n_clusters: int = 4, users_per: int = 10, items_per: int = 12, per_user: int = 8,
-            seed: int = 0):
+def planted(
+    n_clusters: int = 4, users_per: int = 10, items_per: int = 12, per_user: int = 8, seed: int = 0
+):
     """Users interact only with items of their own cluster: 5 train, 1 valid, 2 test each."""
     rng = np.random.default_rng(seed)
     n_users, n_items = n_clusters * users_per, n_clusters * items_per
@@ -210,8 +227,19 @@ def fit(data, seed=0, **kwargs):
     init_seed(seed)
     train = data["train"]
     model = LightGCN(*train.shape, embedding_dim=16, num_layers=2)
-    options = dict(epochs=30, batch_size=64, lr=0.02, eval_every=2, patience=5, metric="recall@6",
-                   seed=seed, progress=False) | kwargs
+    options = (
+        dict(
+            epochs=30,
+            batch_size=64,
+            lr=0.02,
+            eval_every=2,
+            patience=5,
+            metric="recall@6",
+            seed=seed,
+            progress=False,
+        )
+        | kwargs
+    )
     best, history = loop.train_bpr(model, normalized(train), train, data["valid"], **options)
     return model, best, history
 
@@ -221,8 +249,9 @@ def test_training_is_deterministic():
     model_a, best_a, history_a = fit(data, epochs=6)
     model_b, best_b, history_b = fit(data, epochs=6)
     strip = [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in history_a]
-    assert strip == [{k: v for k, v in row.items() if not k.endswith("seconds")}
-                     for row in history_b]
+    assert strip == [
+        {k: v for k, v in row.items() if not k.endswith("seconds")} for row in history_b
+    ]
     assert [row["epoch"] for row in history_a] == [2, 4, 6]
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
 
@@ -230,8 +259,12 @@ def test_training_is_deterministic():
 def held_out_recall(model, data) -> float:
     with torch.no_grad():
         user_final, item_final = model.propagate(sparse_adjacency(normalized(data["train"])))
-    per_user = evaluate(lambda u: model.scores(u, user_final, item_final), data["test"],
-                        data["train"] + data["valid"], ks=[6])
+    per_user = evaluate(
+        lambda u: model.scores(u, user_final, item_final),
+        data["test"],
+        data["train"] + data["valid"],
+        ks=[6],
+    )
     return summarize(per_user)["recall@6"]
 
 

@@ -5,32 +5,51 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from llmrec.news.data import (PAD, UNK, build_features, histories, tokenize, train_batch,
-                              user_numbering)
+from llmrec.news.data import (
+    PAD,
+    UNK,
+    build_features,
+    histories,
+    tokenize,
+    train_batch,
+    user_numbering,
+)
 
 from .test_news_sampling import impressions
 
 
 def items() -> pa.Table:
-    return pa.table({
-        "item_id": pa.array([0, 1, 2], pa.int32()),
-        "title": ["Storm hits the coast", "Team wins final!", "Unseen dev words here"],
-        "description": ["Heavy rain.", None, "More unseen words"],
-        "category": ["weather", "sports", "finance"],
-        "subcategory": ["storms", "football", "markets"],
-    })
+    return pa.table(
+        {
+            "item_id": pa.array([0, 1, 2], pa.int32()),
+            "title": ["Storm hits the coast", "Team wins final!", "Unseen dev words here"],
+            "description": ["Heavy rain.", None, "More unseen words"],
+            "category": ["weather", "sports", "finance"],
+            "subcategory": ["storms", "football", "markets"],
+        }
+    )
 
 
 def test_tokenize_like_recommenders():
     assert tokenize("Team wins final! Really, 3-1") == [
-        "team", "wins", "final", "!", "really", ",", "3", "1"]
+        "team",
+        "wins",
+        "final",
+        "!",
+        "really",
+        ",",
+        "3",
+        "1",
+    ]
     assert tokenize(None) == []
 
 
 def test_vocabulary_and_categories_come_from_training_articles_only():
     f = build_features(items(), np.array([0, 1]), title_len=5, abstract_len=3)
     assert f.vocab[:2] == ["<pad>", "<unk>"] and "unseen" not in f.vocab
-    assert f.title[0].tolist() == [f.vocab.index(w) for w in ("storm", "hits", "the", "coast")] + [PAD]
+    assert f.title[0].tolist() == [f.vocab.index(w) for w in ("storm", "hits", "the", "coast")] + [
+        PAD
+    ]
     assert (f.title[2][:4] == UNK).all()  # a dev-only article: every word unknown
     assert f.category[2] == 0 and f.category[0] != f.category[1] != 0
     assert f.abstract[1].tolist() == [PAD] * 3
@@ -40,20 +59,30 @@ def test_vocabulary_and_categories_come_from_training_articles_only():
 
 
 def test_histories_are_the_latest_clicks_left_aligned():
-    imps = impressions([
-        {"user": 0, "time": 0, "history": [5, 6, 7], "candidates": [1, 2], "labels": [1, 0]},
-        {"user": 1, "time": 1, "history": [], "candidates": [1, 2], "labels": [0, 1]},
-    ])
+    imps = impressions(
+        [
+            {"user": 0, "time": 0, "history": [5, 6, 7], "candidates": [1, 2], "labels": [1, 0]},
+            {"user": 1, "time": 1, "history": [], "candidates": [1, 2], "labels": [0, 1]},
+        ]
+    )
     hist, mask = histories(imps, np.array([0, 1]), 2)
     assert hist.tolist() == [[6, 7], [0, 0]] and mask.tolist() == [[True, True], [False, False]]
 
 
 def test_train_batch_refers_to_unique_articles():
     f = build_features(items(), np.array([0, 1, 2]))
-    imps = impressions([{"user": 3, "time": 0, "history": [2, 0],
-                         "candidates": [0, 1, 2], "labels": [0, 1, 0]}])
-    batch = train_batch(f, imps, np.array([0, 0]), np.array([1, 1]), np.array([[0], [2]]),
-                        np.array([1, 1]), history_len=5)
+    imps = impressions(
+        [{"user": 3, "time": 0, "history": [2, 0], "candidates": [0, 1, 2], "labels": [0, 1, 0]}]
+    )
+    batch = train_batch(
+        f,
+        imps,
+        np.array([0, 0]),
+        np.array([1, 1]),
+        np.array([[0], [2]]),
+        np.array([1, 1]),
+        history_len=5,
+    )
     assert len(batch["news"]["title"]) == 3  # articles 0, 1, 2 once each
     unique = np.array([0, 1, 2])
     assert unique[batch["candidates"].numpy()].tolist() == [[1, 0], [1, 2]]

@@ -8,8 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llmrec.news import (LSTUR, AdditiveAttention, MultiHeadSelfAttention, SentenceNewsEncoder,
-                         build_model, default_settings)
+from llmrec.news import (
+    LSTUR,
+    AdditiveAttention,
+    MultiHeadSelfAttention,
+    SentenceNewsEncoder,
+    build_model,
+    default_settings,
+)
 from llmrec.news.base import NewsRecommender
 
 VOCAB, CATEGORIES, SUBCATEGORIES, USERS = 40, 4, 6, 5
@@ -21,9 +27,9 @@ TINY = {
 }
 NAMES = sorted(TINY)
 # Right padding, padding in the middle, left padding, and a user with no click.
-HISTORY_MASK = torch.tensor([[True, True, True, False],
-                             [False, True, False, True],
-                             [False, False, True, True]])
+HISTORY_MASK = torch.tensor(
+    [[True, True, True, False], [False, True, False, True], [False, False, True, True]]
+)
 
 
 def tokens(rows: int, length: int, generator: torch.Generator) -> torch.Tensor:
@@ -41,22 +47,30 @@ def make_batch(seed: int = 0, empty_user: bool = True) -> dict:
     if empty_user:
         mask = torch.cat([mask, torch.zeros(1, H, dtype=torch.bool)])
     return {
-        "news": {"title": tokens(N, 6, g), "abstract": abstract,
-                 "category": torch.randint(0, CATEGORIES, (N,), generator=g),
-                 "subcategory": torch.randint(0, SUBCATEGORIES, (N,), generator=g),
-                 "vectors": torch.randn(N, SENTENCE_DIM, generator=g)},
+        "news": {
+            "title": tokens(N, 6, g),
+            "abstract": abstract,
+            "category": torch.randint(0, CATEGORIES, (N,), generator=g),
+            "subcategory": torch.randint(0, SUBCATEGORIES, (N,), generator=g),
+            "vectors": torch.randn(N, SENTENCE_DIM, generator=g),
+        },
         "history": torch.randint(0, N, mask.shape, generator=g),
         "history_mask": mask,
         "candidates": torch.stack([torch.randperm(N, generator=g)[:C] for _ in mask]),
-        "users": torch.tensor([1, 0, 4, 2][:len(mask)]),
+        "users": torch.tensor([1, 0, 4, 2][: len(mask)]),
     }
 
 
 def make_model(name: str, **settings) -> NewsRecommender:
     torch.manual_seed(0)
-    return build_model(name, vocab_size=VOCAB, num_categories=CATEGORIES,
-                       num_subcategories=SUBCATEGORIES, num_users=USERS,
-                       settings={**TINY[name], **settings})
+    return build_model(
+        name,
+        vocab_size=VOCAB,
+        num_categories=CATEGORIES,
+        num_subcategories=SUBCATEGORIES,
+        num_users=USERS,
+        settings={**TINY[name], **settings},
+    )
 
 
 def sentence_model(name: str, **settings) -> NewsRecommender:
@@ -113,7 +127,8 @@ def test_news_encoder_runs_once_over_the_unique_articles(name):
     model = make_model(name).eval()
     calls = []
     model.news_encoder.register_forward_hook(
-        lambda module, args, out: calls.append((args[0]["title"].shape[0], out.shape[0])))
+        lambda module, args, out: calls.append((args[0]["title"].shape[0], out.shape[0]))
+    )
     batch = make_batch()
     batch["candidates"][:, 1] = batch["candidates"][:, 0]  # a repeated article
     scores = model(batch)
@@ -125,8 +140,11 @@ def test_news_encoder_runs_once_over_the_unique_articles(name):
 def test_extra_padding_tokens_do_not_change_news_vectors(name):
     model = make_model(name).eval()
     news = make_batch()["news"]
-    longer = {**news, "title": F.pad(news["title"], (0, 3)),
-              "abstract": F.pad(news["abstract"], (0, 2))}
+    longer = {
+        **news,
+        "title": F.pad(news["title"], (0, 3)),
+        "abstract": F.pad(news["abstract"], (0, 2)),
+    }
     torch.testing.assert_close(model.encode_news(longer), model.encode_news(news))
 
 
@@ -161,8 +179,9 @@ def test_user_without_clicks_gets_finite_scores_and_gradients(name):
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     model.eval()
     news = model.encode_news(batch["news"])
-    user = model.encode_user(news[batch["history"][3:]], batch["history_mask"][3:],
-                             batch["users"][3:])
+    user = model.encode_user(
+        news[batch["history"][3:]], batch["history_mask"][3:], batch["users"][3:]
+    )
     # NRMS and NAML pool nothing; LSTUR falls back on the long-term embedding (zeros at init).
     assert torch.equal(user, torch.zeros(1, model.news_dim))
 
@@ -192,8 +211,9 @@ def test_left_and_right_padding_give_the_same_scores(name):
     for row in (1, 2):
         clicks = batch["history"][row][batch["history_mask"][row]]
         left["history"][row] = torch.cat([clicks, torch.zeros(H - 2, dtype=torch.long)])
-    left["history_mask"] = torch.tensor([[True, True, True, False]]
-                                        + [[True, True, False, False]] * 2)
+    left["history_mask"] = torch.tensor(
+        [[True, True, True, False]] + [[True, True, False, False]] * 2
+    )
     torch.testing.assert_close(model(left), model(batch))
 
 
@@ -237,28 +257,46 @@ def test_sentence_vectors_replace_the_word_encoder(name):
 
 def test_word_vectors_initialise_and_freeze_the_embedding():
     vectors = torch.randn(VOCAB, 16)
-    model = build_model("nrms", vocab_size=VOCAB, num_categories=CATEGORIES,
-                        num_subcategories=SUBCATEGORIES, num_users=USERS,
-                        settings={**TINY["nrms"], "freeze_words": True}, word_vectors=vectors)
+    model = build_model(
+        "nrms",
+        vocab_size=VOCAB,
+        num_categories=CATEGORIES,
+        num_subcategories=SUBCATEGORIES,
+        num_users=USERS,
+        settings={**TINY["nrms"], "freeze_words": True},
+        word_vectors=vectors,
+    )
     weight = model.news_encoder.embedding.weight
     torch.testing.assert_close(weight[1:], vectors[1:])
     assert torch.equal(weight[0], torch.zeros(16)) and not weight.requires_grad
     with pytest.raises(ValueError, match="word_vectors has shape"):
-        build_model("nrms", vocab_size=VOCAB, num_categories=CATEGORIES,
-                    num_subcategories=SUBCATEGORIES, num_users=USERS, settings=TINY["nrms"],
-                    word_vectors=torch.randn(VOCAB, 8))
+        build_model(
+            "nrms",
+            vocab_size=VOCAB,
+            num_categories=CATEGORIES,
+            num_subcategories=SUBCATEGORIES,
+            num_users=USERS,
+            settings=TINY["nrms"],
+            word_vectors=torch.randn(VOCAB, 8),
+        )
 
 
 def test_build_model_defaults_and_errors():
-    assert default_settings("nrms") | {"heads": 20, "head_dim": 20, "query_dim": 200,
-                                       "word_dim": 300, "dropout": 0.2} == default_settings("nrms")
+    assert default_settings("nrms") | {
+        "heads": 20,
+        "head_dim": 20,
+        "query_dim": 200,
+        "word_dim": 300,
+        "dropout": 0.2,
+    } == default_settings("nrms")
     assert default_settings("naml")["filters"] == 400
     assert default_settings("lstur")["user_mask_prob"] == 0.5
     assert make_model("naml").news_dim == 8
     assert make_model("lstur").news_dim == 8 + 2 * 4
     with pytest.raises(ValueError, match="unknown news model 'dkn'"):
-        build_model("dkn", vocab_size=VOCAB, num_categories=1, num_subcategories=1, num_users=1,
-                    settings={})
+        build_model(
+            "dkn", vocab_size=VOCAB, num_categories=1, num_subcategories=1, num_users=1, settings={}
+        )
     with pytest.raises(ValueError, match=r"unknown settings \['npratio'\]"):
         make_model("nrms", npratio=4)
     with pytest.raises(ValueError, match="news_encoder must be one of"):

@@ -6,20 +6,22 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from llmrec.news.sampling import (Impressions, Popularity, plain_negatives, sample_negatives)
+from llmrec.news.sampling import Impressions, Popularity, plain_negatives, sample_negatives
 
 HOUR = 3600
 
 
 def impressions(rows: list[dict]) -> Impressions:
-    table = pa.table({
-        "impression_id": pa.array([i + 1 for i in range(len(rows))], pa.int64()),
-        "user_id": pa.array([r["user"] for r in rows], pa.int32()),
-        "timestamp": pa.array([r["time"] for r in rows], pa.int64()),
-        "history": pa.array([r.get("history", []) for r in rows], pa.list_(pa.int32())),
-        "candidates": pa.array([r["candidates"] for r in rows], pa.list_(pa.int32())),
-        "labels": pa.array([r["labels"] for r in rows], pa.list_(pa.int8())),
-    })
+    table = pa.table(
+        {
+            "impression_id": pa.array([i + 1 for i in range(len(rows))], pa.int64()),
+            "user_id": pa.array([r["user"] for r in rows], pa.int32()),
+            "timestamp": pa.array([r["time"] for r in rows], pa.int64()),
+            "history": pa.array([r.get("history", []) for r in rows], pa.list_(pa.int32())),
+            "candidates": pa.array([r["candidates"] for r in rows], pa.list_(pa.int32())),
+            "labels": pa.array([r["labels"] for r in rows], pa.list_(pa.int8())),
+        }
+    )
     return Impressions.from_table(table)
 
 
@@ -33,21 +35,33 @@ def random_log(seed: int = 0, n: int = 300, n_items: int = 60) -> Impressions:
         for j in rng.choice(size, int(rng.integers(1, 3)), replace=False):
             labels[j] = 1
         history = rng.choice(n_items, int(rng.integers(0, 5)), replace=False).tolist()
-        rows.append({"user": int(rng.integers(0, 30)), "time": i * 600, "history": history,
-                     "candidates": cands, "labels": labels})
+        rows.append(
+            {
+                "user": int(rng.integers(0, 30)),
+                "time": i * 600,
+                "history": history,
+                "candidates": cands,
+                "labels": labels,
+            }
+        )
     return impressions(rows)
 
 
 def test_plain_sampler_counts_and_sources():
     imps = random_log()
     rows, pos, neg, dropped = plain_negatives(imps, 4, np.random.default_rng(1))
-    assert dropped == sum(  # clicks of impressions where everything shown was clicked
-        int(imps.labels[a:b].sum()) for a, b in zip(imps.offsets[:-1], imps.offsets[1:])
-        if imps.labels[a:b].all())
+    assert (
+        dropped
+        == sum(  # clicks of impressions where everything shown was clicked
+            int(imps.labels[a:b].sum())
+            for a, b in zip(imps.offsets[:-1], imps.offsets[1:])
+            if imps.labels[a:b].all()
+        )
+    )
     assert len(rows) == int((imps.labels > 0).sum()) - dropped and neg.shape == (len(rows), 4)
     for r, p, ns in zip(rows, pos, neg):
-        cands = imps.candidates[imps.offsets[r]:imps.offsets[r + 1]]
-        labels = imps.labels[imps.offsets[r]:imps.offsets[r + 1]]
+        cands = imps.candidates[imps.offsets[r] : imps.offsets[r + 1]]
+        labels = imps.labels[imps.offsets[r] : imps.offsets[r + 1]]
         assert p in cands[labels > 0]
         assert set(ns) <= set(cands[labels == 0])
         if (labels == 0).sum() >= 4:
@@ -70,8 +84,9 @@ def test_popk_zero_is_the_plain_sampler_and_popk_replaces_its_last_negatives():
         np.testing.assert_array_equal(a, b)
     rows, pos, neg, _ = sample_negatives(imps, 4, 2, np.random.default_rng(3), popularity)
     np.testing.assert_array_equal(rows, plain[0])
-    enough = np.diff(imps.offsets)[rows] - np.add.reduceat(
-        imps.labels, imps.offsets[:-1])[rows] >= 4
+    enough = (
+        np.diff(imps.offsets)[rows] - np.add.reduceat(imps.labels, imps.offsets[:-1])[rows] >= 4
+    )
     assert enough.sum() > 50
     np.testing.assert_array_equal(neg[enough, :2], plain[2][enough, :2])
 
@@ -84,8 +99,8 @@ def test_popular_negatives_exclude_clicked_history_and_shown_articles():
     pool, _ = popularity.pools(imps.times[rows])
     n_popular = 0
     for r, ns, p in zip(rows, neg, pool):
-        shown = set(imps.candidates[imps.offsets[r]:imps.offsets[r + 1]])
-        history = set(imps.history[imps.h_offsets[r]:imps.h_offsets[r + 1]])
+        shown = set(imps.candidates[imps.offsets[r] : imps.offsets[r + 1]])
+        history = set(imps.history[imps.h_offsets[r] : imps.h_offsets[r + 1]])
         for n in ns[1:]:
             if n in shown:  # filled from the impression: only when the pool ran out
                 allowed = set(p[p >= 0]) - shown - history
@@ -100,12 +115,19 @@ def test_no_future_leakage():
     # Article 9 gets all its clicks at hour 10 and after; before that it cannot be popular.
     rows = []
     for h in range(20):
-        rows.append({"user": 1, "time": h * HOUR + 60, "candidates": [1, 2, 3, 4, 5],
-                     "labels": [1, 0, 0, 0, 0]})
+        rows.append(
+            {
+                "user": 1,
+                "time": h * HOUR + 60,
+                "candidates": [1, 2, 3, 4, 5],
+                "labels": [1, 0, 0, 0, 0],
+            }
+        )
         if h >= 10:
             for _ in range(5):
-                rows.append({"user": 2, "time": h * HOUR + 120, "candidates": [9, 8],
-                             "labels": [1, 0]})
+                rows.append(
+                    {"user": 2, "time": h * HOUR + 120, "candidates": [9, 8], "labels": [1, 0]}
+                )
     imps = impressions(rows)
     ct, ci = imps.clicks()
     popularity = Popularity(ct, ci, 10, window=None, pool_size=1)

@@ -35,11 +35,13 @@ def solve(question: str) -> tuple[str, list[int], int]:
     raise AssertionError(f"unparseable question {question!r}")
 
 
-@pytest.mark.parametrize("low,high,max_operand", [(1001, 2349, 100), (1001, 1005, 100),
-                                                  (1001, 1002, 1)])
+@pytest.mark.parametrize(
+    "low,high,max_operand", [(1001, 2349, 100), (1001, 1005, 100), (1001, 1002, 1)]
+)
 def test_answers_are_correct_and_in_range(low, high, max_operand):
-    examples = arithmetic_examples(400, low=low, high=high, forms=FORMS,
-                                   rng=np.random.default_rng(0), max_operand=max_operand)
+    examples = arithmetic_examples(
+        400, low=low, high=high, forms=FORMS, rng=np.random.default_rng(0), max_operand=max_operand
+    )
     assert len(examples) == 400
     seen_forms = set()
     for question, answer in examples:
@@ -53,8 +55,9 @@ def test_answers_are_correct_and_in_range(low, high, max_operand):
 
 
 def test_only_selected_forms_appear():
-    examples = arithmetic_examples(50, low=1001, high=1100, forms=["next"],
-                                   rng=np.random.default_rng(1))
+    examples = arithmetic_examples(
+        50, low=1001, high=1100, forms=["next"], rng=np.random.default_rng(1)
+    )
     assert {solve(q)[0] for q, _ in examples} == {"next"}
 
 
@@ -71,8 +74,9 @@ def test_range_needs_two_numbers():
 
 def test_examples_are_deterministic_given_seed():
     def run(seed: int) -> list[tuple[str, str]]:
-        return arithmetic_examples(100, low=1001, high=2000, forms=FORMS,
-                                   rng=np.random.default_rng(seed))
+        return arithmetic_examples(
+            100, low=1001, high=2000, forms=FORMS, rng=np.random.default_rng(seed)
+        )
 
     assert run(3) == run(3)
     assert run(3) != run(4)
@@ -125,8 +129,10 @@ def test_task_vector_loads_into_the_model():
     base, finetuned = tiny_states()
     model = Tiny()
     model.load_state_dict(apply_task_vector(base, task_vector(finetuned, base), 0.5))
-    assert torch.equal(model.linear.bias,
-                       base["linear.bias"] + 0.5 * (finetuned["linear.bias"] - base["linear.bias"]))
+    assert torch.equal(
+        model.linear.bias,
+        base["linear.bias"] + 0.5 * (finetuned["linear.bias"] - base["linear.bias"]),
+    )
 
 
 def test_task_vector_rejects_mismatched_states():

@@ -87,8 +87,9 @@ def assert_prefix_free(codes: list[str]) -> None:
 @pytest.mark.parametrize("n_clusters,cluster_size", [(2, 3), (4, 5), (20, 100)])
 def test_collaborative_codes_are_unique_and_prefix_free(n_clusters, cluster_size):
     sequences = random_sequences(40, 60, seed=n_clusters)
-    codes = collaborative_indexing(sequences, 70, n_clusters=n_clusters,
-                                   cluster_size=cluster_size, seed=0)
+    codes = collaborative_indexing(
+        sequences, 70, n_clusters=n_clusters, cluster_size=cluster_size, seed=0
+    )
     assert len(codes) == 70  # items 60..69 never occur: cold
     assert all(c.startswith("<c") and c.endswith(">") for c in codes)
     assert_prefix_free(codes)
@@ -170,15 +171,17 @@ def test_build_index_dispatches_and_rejects_unknown():
     assert build_index("sequential", sequences, 20, **kwargs) == sequential_indexing(sequences, 20)
     assert build_index("random", sequences, 20, **kwargs) == random_indexing(20, seed=2)
     assert build_index("collaborative", sequences, 20, **kwargs) == collaborative_indexing(
-        sequences, 20, n_clusters=2, cluster_size=5, seed=2)
+        sequences, 20, n_clusters=2, cluster_size=5, seed=2
+    )
     with pytest.raises(ValueError, match="unknown item indexing method 'semantic'"):
         build_index("semantic", sequences, 20, **kwargs)
 
 
 @pytest.mark.parametrize("method", ["random", "collaborative"])
 def test_write_read_round_trip(tmp_path, method):
-    index = build_index(method, random_sequences(10, 20, 0), 20, seed=0, n_clusters=2,
-                        cluster_size=5)
+    index = build_index(
+        method, random_sequences(10, 20, 0), 20, seed=0, n_clusters=2, cluster_size=5
+    )
     path = tmp_path / "index.parquet"
     write_index(path, index, method)
     assert read_index(path) == index

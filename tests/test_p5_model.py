@@ -10,22 +10,35 @@ import torch
 
 from llmrec.p5.decoding import Trie, recommend
 from llmrec.p5.model import IGNORE_INDEX, P5, build_t5, collate
-from llmrec.p5.tokenizer import (digit_pieces, load_tokenizer, pretrained_tokenizer,
-                                 train_tokenizer, whole_word_ids)
+from llmrec.p5.tokenizer import (
+    digit_pieces,
+    load_tokenizer,
+    pretrained_tokenizer,
+    train_tokenizer,
+    whole_word_ids,
+)
 
 # Only the digits 0, 1 and 2 occur in the corpus's numbers, so every other digit piece exists
 # only because the tokenizer adds it.
 CORPUS_ITEMS = [str(n) for n in (1001, 1002, 1010, 1011, 1012, 1020, 1100, 1101, 1200)]
-CORPUS = [f"user_{u} has interacted with items {CORPUS_ITEMS[u % 9]} , {CORPUS_ITEMS[(u + 4) % 9]}"
-          f" . What is the next item ?" for u in range(3)]
-CORPUS += ["Here is the history of user_1 : items <c3><c17><c5> , <c3><c2> .",
-           "<c1><c5>"] + CORPUS_ITEMS
+CORPUS = [
+    f"user_{u} has interacted with items {CORPUS_ITEMS[u % 9]} , {CORPUS_ITEMS[(u + 4) % 9]}"
+    f" . What is the next item ?"
+    for u in range(3)
+]
+CORPUS += [
+    "Here is the history of user_1 : items <c3><c17><c5> , <c3><c2> .",
+    "<c1><c5>",
+] + CORPUS_ITEMS
 ITEMS = [str(1001 + 7 * i) for i in range(26)] + ["10015", "<c3><c17><c5>", "<c3><c2>", "<c1><c5>"]
 
 
 def prompts(n: int) -> list[str]:
-    return [f"user_{u} has interacted with items {ITEMS[u % 26]} , {ITEMS[(3 * u) % 30]} . "
-            f"What is the next item ?" for u in range(n)]
+    return [
+        f"user_{u} has interacted with items {ITEMS[u % 26]} , {ITEMS[(3 * u) % 30]} . "
+        f"What is the next item ?"
+        for u in range(n)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -35,11 +48,14 @@ def tokenizer(tmp_path_factory):
 
 def tiny_p5(tokenizer, whole_word: bool = False, seed: int = 0, dropout: float = 0.1) -> P5:
     torch.manual_seed(seed)
-    return P5(build_t5(len(tokenizer), d_model=32, d_ff=64, num_heads=2, d_kv=16,
-                       dropout=dropout), whole_word=whole_word)
+    return P5(
+        build_t5(len(tokenizer), d_model=32, d_ff=64, num_heads=2, d_kv=16, dropout=dropout),
+        whole_word=whole_word,
+    )
 
 
 # --- tokenizer -------------------------------------------------------------------------------
+
 
 def test_special_tokens_and_eos(tokenizer):
     assert (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2)
@@ -53,8 +69,10 @@ def test_numbers_split_into_two_digit_pieces(tokenizer):
     for number in range(1001, 3000):
         ids = tokenizer(str(number)).input_ids
         assert tokenizer.unk_token_id not in ids
-        assert tokenizer.convert_ids_to_tokens(ids[:-1]) == [f"▁{number // 100}",
-                                                             f"{number % 100:02d}"]
+        assert tokenizer.convert_ids_to_tokens(ids[:-1]) == [
+            f"▁{number // 100}",
+            f"{number % 100:02d}",
+        ]
     assert pieces <= set(tokenizer.get_vocab())
 
 
@@ -87,8 +105,9 @@ def test_training_is_deterministic(tmp_path):
     # HF's trainer alone gives other scores and ids on every run (hash-map order).
     for name in ("a", "b"):
         train_tokenizer(iter(CORPUS), 200, tmp_path / name)
-    assert ((tmp_path / "a" / "tokenizer.json").read_bytes()
-            == (tmp_path / "b" / "tokenizer.json").read_bytes())
+    assert (tmp_path / "a" / "tokenizer.json").read_bytes() == (
+        tmp_path / "b" / "tokenizer.json"
+    ).read_bytes()
 
 
 def test_whole_word_ids_by_hand(tokenizer):
@@ -104,7 +123,8 @@ def test_pretrained_tokenizer_and_model_from_a_folder(tokenizer, tmp_path):
     # A saved folder stands in for the hub's t5-small, which needs internet.
     tokenizer.save_pretrained(tmp_path / "base")
     build_t5(len(tokenizer), d_model=32, d_ff=64, num_heads=2, d_kv=16).save_pretrained(
-        tmp_path / "base")
+        tmp_path / "base"
+    )
     extended = pretrained_tokenizer(str(tmp_path / "base"), ["items <c77><c3>"], tmp_path / "tok")
     assert len(extended) == len(tokenizer) + 1
     assert extended.tokenize("<c77>") == ["<c77>"]
@@ -115,9 +135,18 @@ def test_pretrained_tokenizer_and_model_from_a_folder(tokenizer, tmp_path):
 
 # --- model -----------------------------------------------------------------------------------
 
+
 def test_collate_and_finite_loss(tokenizer):
-    batch = collate([("user_1 has interacted with items 1001 , 1008 .", "1015"),
-                     ("user_2 items <c3><c2>", "<c3><c17><c5>")], tokenizer, 64, 8, False)
+    batch = collate(
+        [
+            ("user_1 has interacted with items 1001 , 1008 .", "1015"),
+            ("user_2 items <c3><c2>", "<c3><c17><c5>"),
+        ],
+        tokenizer,
+        64,
+        8,
+        False,
+    )
     assert "whole_word_ids" not in batch
     assert batch["labels"][0].tolist() == tokenizer("1015").input_ids + [IGNORE_INDEX]
     assert batch["attention_mask"][1].sum() < batch["attention_mask"][0].sum()
@@ -160,6 +189,7 @@ def test_state_dict_keys_are_stable(tokenizer):
 
 # --- decoding --------------------------------------------------------------------------------
 
+
 def test_trie(tokenizer):
     trie = Trie.from_items(ITEMS, tokenizer)
     start, eos = 0, tokenizer.eos_token_id
@@ -182,8 +212,15 @@ def test_untrained_model_returns_only_valid_distinct_items(tokenizer, whole_word
     model = tiny_p5(tokenizer, whole_word)
     if whole_word:
         torch.nn.init.normal_(model.whole_word_embedding.weight)
-    top = recommend(model, tokenizer, prompts(7), Trie.from_items(ITEMS, tokenizer), k=5,
-                    batch_size=3, whole_word=whole_word)
+    top = recommend(
+        model,
+        tokenizer,
+        prompts(7),
+        Trie.from_items(ITEMS, tokenizer),
+        k=5,
+        batch_size=3,
+        whole_word=whole_word,
+    )
     assert top.shape == (7, 5) and top.dtype == np.int64
     assert ((top >= 0) & (top < len(ITEMS))).all()
     assert all(len(set(row)) == 5 for row in top)
@@ -191,8 +228,9 @@ def test_untrained_model_returns_only_valid_distinct_items(tokenizer, whole_word
 
 
 def test_fewer_items_than_k_pads_with_minus_one(tokenizer):
-    top = recommend(tiny_p5(tokenizer), tokenizer, prompts(2),
-                    Trie.from_items(ITEMS[:3], tokenizer), k=5)
+    top = recommend(
+        tiny_p5(tokenizer), tokenizer, prompts(2), Trie.from_items(ITEMS[:3], tokenizer), k=5
+    )
     for row in top:
         assert sorted(row[:3]) == [0, 1, 2] and (row[3:] == -1).all()
 
@@ -204,8 +242,11 @@ def test_beams_rank_items_by_sequence_probability(tokenizer):
     top = recommend(model, tokenizer, source, Trie.from_items(ITEMS, tokenizer), k=len(ITEMS))
     batch = collate([(source[0], item) for item in ITEMS], tokenizer, 64, 8, False)
     with torch.no_grad():
-        logits = model.t5(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                          labels=batch["labels"]).logits
+        logits = model.t5(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+        ).logits
     labels = batch["labels"].clamp(min=0)
     token_logp = logits.log_softmax(-1).gather(-1, labels[..., None])[..., 0]
     logp = (token_logp * (batch["labels"] != IGNORE_INDEX)).sum(1)
@@ -218,15 +259,22 @@ def test_encoder_runs_once_per_batch(tokenizer, whole_word):
     model = tiny_p5(tokenizer, whole_word)
     calls = []
     model.t5.encoder.register_forward_hook(lambda *_: calls.append(1))
-    recommend(model, tokenizer, prompts(7), Trie.from_items(ITEMS, tokenizer), k=4, beams=6,
-              batch_size=3)
+    recommend(
+        model, tokenizer, prompts(7), Trie.from_items(ITEMS, tokenizer), k=4, beams=6, batch_size=3
+    )
     assert len(calls) == 3
 
 
 def test_whole_word_flag_must_match_the_model(tokenizer):
     with pytest.raises(ValueError, match="whole_word"):
-        recommend(tiny_p5(tokenizer), tokenizer, prompts(1), Trie.from_items(ITEMS, tokenizer),
-                  k=2, whole_word=True)
+        recommend(
+            tiny_p5(tokenizer),
+            tokenizer,
+            prompts(1),
+            Trie.from_items(ITEMS, tokenizer),
+            k=2,
+            whole_word=True,
+        )
 
 
 def test_zero_whole_word_embedding_decodes_like_plain_input(tokenizer):

@@ -27,7 +27,7 @@ def item_of(text: str) -> int:
 
 def random_sequences(n_users: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [rng.permutation(100)[:rng.integers(1, 30)] for _ in range(n_users)]
+    return [rng.permutation(100)[: rng.integers(1, 30)] for _ in range(n_users)]
 
 
 def history_of(source: str) -> list[int]:
@@ -72,8 +72,9 @@ def parse_training(sequences, examples):
 
 def test_training_examples_use_training_parts_only():
     sequences = random_sequences(25, seed=0)  # items distinct within a user
-    examples = training_examples(sequences, INDEX, max_history=5, windows_per_user=None,
-                                 rng=np.random.default_rng(0))
+    examples = training_examples(
+        sequences, INDEX, max_history=5, windows_per_user=None, rng=np.random.default_rng(0)
+    )
     parsed = parse_training(sequences, examples)
     expected = sum(max(len(s) - 3, 0) for s in sequences)  # m - 1 windows for m = len - 2
     assert len(parsed) == expected
@@ -82,7 +83,7 @@ def test_training_examples_use_training_parts_only():
         assert target not in held_out and not held_out & set(history)
         train = sequences[user][:-2].tolist()
         j = train.index(target)
-        assert j >= 1 and history == train[max(0, j - 5):j]
+        assert j >= 1 and history == train[max(0, j - 5) : j]
     sources = {source for source, _ in examples}
     assert {t.id for t in SEEN if any(_matches(t, s) for s in sources)} == {t.id for t in SEEN}
     assert not any(_matches(t, s) for t in UNSEEN for s in sources)
@@ -97,8 +98,9 @@ def test_windows_per_user_is_honoured_and_deterministic():
     sequences = random_sequences(25, seed=1)
 
     def run(seed: int) -> list[tuple[str, str]]:
-        return training_examples(sequences, INDEX, windows_per_user=3,
-                                 rng=np.random.default_rng(seed))
+        return training_examples(
+            sequences, INDEX, windows_per_user=3, rng=np.random.default_rng(seed)
+        )
 
     first = run(4)
     assert first == run(4)
@@ -118,8 +120,9 @@ def test_training_examples_reject_bad_sizes():
 @pytest.mark.parametrize("stage,position", [("valid", -2), ("test", -1)])
 def test_evaluation_targets_and_histories(stage, position):
     sequences = random_sequences(30, seed=2)
-    users, sources, targets = evaluation_examples(sequences, INDEX, stage=stage,
-                                                  template=UNSEEN[0], max_history=4)
+    users, sources, targets = evaluation_examples(
+        sequences, INDEX, stage=stage, template=UNSEEN[0], max_history=4
+    )
     eligible = [u for u, s in enumerate(sequences) if len(s) >= 3]
     assert users.tolist() == eligible and targets.dtype == np.int64
     for user, source, target in zip(users, sources, targets):

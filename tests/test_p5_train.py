@@ -10,12 +10,13 @@ from llmrec.p5.model import P5, build_t5
 from llmrec.p5.tokenizer import train_tokenizer
 from llmrec.p5.train import linear_schedule, train_seq2seq
 
-PAIRS = [(f"user_{u} has watched {1001 + u} , {1002 + u} . next ?", f"{1003 + u}")
-         for u in range(40)]
+PAIRS = [
+    (f"user_{u} has watched {1001 + u} , {1002 + u} . next ?", f"{1003 + u}") for u in range(40)
+]
 
 
 def examples(epoch: int) -> list[tuple[str, str]]:
-    return PAIRS[epoch % 2::1]  # a different list per epoch, like fresh windows
+    return PAIRS[epoch % 2 :: 1]  # a different list per epoch, like fresh windows
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +27,11 @@ def tokenizer(tmp_path_factory):
 
 def tiny(tokenizer, seed: int = 0) -> P5:
     torch.manual_seed(seed)
-    return P5(build_t5(len(tokenizer), d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8,
-                       dropout=0.1))
+    return P5(
+        build_t5(
+            len(tokenizer), d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8, dropout=0.1
+        )
+    )
 
 
 def test_schedule_warms_up_then_decays_to_zero():
@@ -39,15 +43,17 @@ def test_schedule_warms_up_then_decays_to_zero():
 
 
 def test_training_lowers_the_loss(tokenizer):
-    history = train_seq2seq(tiny(tokenizer), tokenizer, examples, epochs=6, batch_size=8,
-                            lr=1e-2, progress=False)
+    history = train_seq2seq(
+        tiny(tokenizer), tokenizer, examples, epochs=6, batch_size=8, lr=1e-2, progress=False
+    )
     assert [row["epoch"] for row in history] == list(range(1, 7))
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
 
 
 def test_a_killed_run_resumes_to_the_same_weights(tokenizer, tmp_path, monkeypatch):
-    options = dict(epochs=3, batch_size=8, lr=1e-2, checkpoint_every=2, fingerprint="a",
-                   progress=False)
+    options = dict(
+        epochs=3, batch_size=8, lr=1e-2, checkpoint_every=2, fingerprint="a", progress=False
+    )
     uninterrupted = tiny(tokenizer)
     train_seq2seq(uninterrupted, tokenizer, examples, **options)
 
@@ -80,6 +86,15 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tokenizer, tmp_path):
     checkpoint = tmp_path / "run.ckpt"
     model = tiny(tokenizer)
     torch.save({"fingerprint": "other", "model": model.state_dict()}, checkpoint)
-    history = train_seq2seq(model, tokenizer, examples, epochs=1, batch_size=8, lr=1e-3,
-                            checkpoint=checkpoint, fingerprint="mine", progress=False)
+    history = train_seq2seq(
+        model,
+        tokenizer,
+        examples,
+        epochs=1,
+        batch_size=8,
+        lr=1e-3,
+        checkpoint=checkpoint,
+        fingerprint="mine",
+        progress=False,
+    )
     assert len(history) == 1 and not checkpoint.exists()

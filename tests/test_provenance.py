@@ -22,8 +22,9 @@ def test_git_commit_of_a_checkout_and_outside_one(tmp_path):
     (repo / "f.txt").write_text("a")
     subprocess.run([*git, "add", "f.txt"], check=True)
     subprocess.run([*git, "commit", "-qm", "x"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    head = subprocess.run(
+        [*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert provenance.git_commit(repo) == head
     (repo / "f.txt").write_text("b")
     assert provenance.git_commit(repo) == head + "+dirty"

@@ -10,8 +10,13 @@ from llmrec.evaluation.ranking import summarize
 from llmrec.models.sasrec import PAD, SASRec
 from llmrec.training import sequential
 from llmrec.training.seed import init_seed
-from llmrec.training.sequential import (evaluate_sasrec, left_pad, rank_next, train_sasrec,
-                                        training_batches)
+from llmrec.training.sequential import (
+    evaluate_sasrec,
+    fit_sasrec,
+    left_pad,
+    rank_next,
+    training_batches,
+)
 
 
 def model(n_items: int = 12, max_len: int = 8, **kwargs) -> SASRec:
@@ -24,8 +29,9 @@ def successor_sequences(n_users: int, n_items: int, seed: int) -> list[np.ndarra
     """Each user walks ``i -> i + 1 (mod n_items)`` from a random start: the next item is a
     function of the last one, which a sequential model must learn from order alone."""
     rng = np.random.default_rng(seed)
-    return [(rng.integers(n_items) + np.arange(rng.integers(5, 12))) % n_items
-            for _ in range(n_users)]
+    return [
+        (rng.integers(n_items) + np.arange(rng.integers(5, 12))) % n_items for _ in range(n_users)
+    ]
 
 
 # ---------------------------------------------------------------------------------- model
@@ -77,8 +83,9 @@ def test_training_batches_hold_out_the_last_two_items():
     starts = np.cumsum([0, *lengths[:-1]])
     sequences = [np.arange(s, s + n) for s, n in zip(starts, lengths)]
     held_out = {int(i) for seq in sequences for i in seq[-2:]}
-    batches = list(training_batches(sequences, max_len=5, batch_size=2,
-                                    rng=np.random.default_rng(0)))
+    batches = list(
+        training_batches(sequences, max_len=5, batch_size=2, rng=np.random.default_rng(0))
+    )
     inputs = torch.cat([b[0] for b in batches])
     targets = torch.cat([b[1] for b in batches])
     assert inputs.shape == targets.shape == (3, 5)  # users with < 4 items have no transition
@@ -89,8 +96,11 @@ def test_training_batches_hold_out_the_last_two_items():
     assert torch.equal(targets[real], inputs[real] + 1)  # target = next item
     rows = {tuple(r[r != PAD].tolist()) for r in targets}
     # 15 items -> training part 13 items, 12 transitions, of which the last 5 are kept.
-    assert rows == {(starts[2] + 1,), tuple(range(starts[3] + 1, starts[3] + 5)),
-                    tuple(range(starts[4] + 8, starts[4] + 13))}
+    assert rows == {
+        (starts[2] + 1,),
+        tuple(range(starts[3] + 1, starts[3] + 5)),
+        tuple(range(starts[4] + 8, starts[4] + 13)),
+    }
 
 
 # ---------------------------------------------------------------------------------- ranking
@@ -136,9 +146,18 @@ def test_evaluate_uses_second_last_item_for_valid_and_last_for_test(monkeypatch)
 def train(sequences, seed=0, epochs=6):
     init_seed(seed)
     m = SASRec(30, max_len=10, hidden=32, num_layers=1, dropout=0.1)
-    state, history = train_sasrec(m, sequences, epochs=epochs, batch_size=16, lr=1e-2,
-                                  patience=10, metric="hit@5", ks=(1, 5), seed=seed,
-                                  progress=False)
+    state, history = fit_sasrec(
+        m,
+        sequences,
+        epochs=epochs,
+        batch_size=16,
+        lr=1e-2,
+        patience=10,
+        metric="hit@5",
+        ks=(1, 5),
+        seed=seed,
+        progress=False,
+    )
     return m, state, history
 
 

@@ -23,7 +23,7 @@ import pytest
 from .conftest import REPO
 from .test_workflow import SNAKEMAKE, _test_config
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+pytestmark = [pytest.mark.slurm, pytest.mark.slow, pytest.mark.workflow]
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 
@@ -32,8 +32,11 @@ def _missing() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
     absent = [d for d in (*DAEMONS, "sbatch", "squeue", "mungekey") if shutil.which(d) is None]
-    return f"missing {absent} (apt-get install slurmctld slurmd slurm-client munge)" if absent \
+    return (
+        f"missing {absent} (apt-get install slurmctld slurmd slurm-client munge)"
+        if absent
         else None
+    )
 
 
 SLURM_CONF = """\
@@ -85,9 +88,16 @@ def slurm(tmp_path_factory):
     host = socket.gethostname().split(".")[0]
     conf = base / "slurm.conf"
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20 // 2
-    conf.write_text(SLURM_CONF.format(host=host, base=base, cpus=os.cpu_count(),
-                                      memory=memory, ctld_port=_free_port(),
-                                      d_port=_free_port()))
+    conf.write_text(
+        SLURM_CONF.format(
+            host=host,
+            base=base,
+            cpus=os.cpu_count(),
+            memory=memory,
+            ctld_port=_free_port(),
+            d_port=_free_port(),
+        )
+    )
     env = os.environ | {"SLURM_CONF": str(conf)}
     # Job steps (srun inside a job) read the default path whatever SLURM_CONF said at
     # submission: point it at ours for the test's lifetime, never over an existing one.
@@ -108,11 +118,27 @@ def slurm(tmp_path_factory):
         os.chmod(munge_dir, 0o755)  # the socket must be reachable by every user
         os.chmod(key, 0o600)
         munge_pid = munge_dir / "munged.pid"
-        done = subprocess.run(["runuser", "-u", "munge", "--", "munged", "--key-file", str(key),
-                               "--socket", str(socket_path), "--pid-file", str(munge_pid),
-                               "--log-file", str(munge_dir / "munged.log"),
-                               "--seed-file", str(munge_dir / "munged.seed")],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "munge",
+                "--",
+                "munged",
+                "--key-file",
+                str(key),
+                "--socket",
+                str(socket_path),
+                "--pid-file",
+                str(munge_pid),
+                "--log-file",
+                str(munge_dir / "munged.log"),
+                "--seed-file",
+                str(munge_dir / "munged.seed"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"munged did not start: {done.stderr}")
         # Slurm's munge plugin finds the socket through its AuthInfo setting.
@@ -120,14 +146,17 @@ def slurm(tmp_path_factory):
         subprocess.run(["slurmctld", "-f", str(conf)], check=True, env=env)
         subprocess.run(["slurmd", "-f", str(conf)], check=True, env=env)
         for _ in range(60):
-            done = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True,
-                                  env=env)
+            done = subprocess.run(
+                ["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, env=env
+            )
             if done.stdout.strip() in ("idle", "mix", "alloc"):
                 break
             time.sleep(0.5)
         else:
-            raise RuntimeError(f"the Slurm node did not come up: {done.stdout}{done.stderr}\n"
-                               + (base / "slurmctld.log").read_text()[-2000:])
+            raise RuntimeError(
+                f"the Slurm node did not come up: {done.stdout}{done.stderr}\n"
+                + (base / "slurmctld.log").read_text()[-2000:]
+            )
         yield env, base
     finally:
         for pid_file in reversed(pids):
@@ -143,14 +172,20 @@ def slurm(tmp_path_factory):
 
 def _run(args: list[str], cwd: Path, env: dict, limit: float) -> subprocess.CompletedProcess:
     """Snakemake bounded in time: a hung run ignores SIGTERM while jobs run, so SIGINT."""
-    proc = subprocess.Popen([*SNAKEMAKE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*SNAKEMAKE, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         out, _ = proc.communicate(timeout=limit)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=60)
-        raise AssertionError(f"snakemake did not finish within {limit} s:\n{out[-4000:]}")
+        raise AssertionError(f"snakemake did not finish within {limit} s:\n{out[-4000:]}") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
 
 
@@ -164,28 +199,45 @@ def test_the_slurm_profile_runs_jobs_under_slurm_with_local_outputs(slurm, tmp_p
     common = [target, "--configfile", str(config), "--snakefile", str(REPO / "Snakefile")]
     done = _run(["--cores", "2", *common, "--directory", str(local)], REPO, env, 120)
     assert done.returncode == 0, done.stdout[-4000:]
-    done = _run(["--profile", str(REPO / "profiles" / "slurm-cpu"), *common, "--directory",
-                 str(cluster), "--slurm-init-seconds-before-status-checks", "2",
-                 "--slurm-keep-successful-logs",
-                 "--default-resources", "slurm_partition=test", "runtime=10", "mem_mb=1000"],
-                cluster, env, 150)  # run from there: the plugin's log folder is relative to it
+    done = _run(
+        [
+            "--profile",
+            str(REPO / "profiles" / "slurm-cpu"),
+            *common,
+            "--directory",
+            str(cluster),
+            "--slurm-init-seconds-before-status-checks",
+            "2",
+            "--slurm-keep-successful-logs",
+            "--default-resources",
+            "slurm_partition=test",
+            "runtime=10",
+            "mem_mb=1000",
+        ],
+        cluster,
+        env,
+        150,
+    )  # run from there: the plugin's log folder is relative to it
     assert done.returncode == 0, done.stdout[-4000:]
     # Slurm ran them: slurmctld's job completion log lists one completed job per job log the
     # plugin wrote (results/logs/slurm/rule_<rule>/<wildcards>/<slurm job id>.log).
     completed = [line for line in (base / "jobcomp.log").read_text().splitlines() if line]
     logs = list((cluster / "results" / "logs" / "slurm").rglob("*.log"))
     job_ids = {int(p.stem) for p in logs}
-    assert len(completed) == len(job_ids) >= 8
+    assert len(completed) == len(job_ids) >= 3
     assert all("JobState=COMPLETED" in line for line in completed)
     assert {int(line.split()[0].removeprefix("JobId=")) for line in completed} == job_ids
+    # Parsing and filtering went to Slurm; the downloads, statistics and the table are
+    # localrules (compute nodes often have no internet; seconds of work need no job).
     rules = {p.relative_to(cluster / "results" / "logs" / "slurm").parts[0] for p in logs}
-    assert {"rule_fetch_dataset", "rule_parse_dataset", "rule_dataset_statistics",
-            "rule_dataset_table"} <= rules
+    assert rules == {"rule_parse_dataset", "rule_filter_interactions"}
     # The same data as the local run (the table's provenance columns aside).
     import pyarrow.parquet as pq
 
-    for rel in ("results/data/ml-100k/filtered/interactions.parquet",
-                "results/data/synthetic-news/canonical/impressions.parquet"):
+    for rel in (
+        "results/data/ml-100k/filtered/interactions.parquet",
+        "results/data/synthetic-news/canonical/impressions.parquet",
+    ):
         assert pq.read_table(cluster / rel).equals(pq.read_table(local / rel)), rel
     for rel in ("results/data/ml-100k/stats.json", "results/data/synthetic-news/stats.json"):
         assert (cluster / rel).read_text() == (local / rel).read_text(), rel

@@ -45,7 +45,9 @@ def test_interactions(tmp_path):
     ]
     rows = con.execute(
         "SELECT user_key, item_key, timestamp, behaviour, rating FROM raw_interactions "
-        "WHERE user_key = ? ORDER BY timestamp", [U1]).fetchall()
+        "WHERE user_key = ? ORDER BY timestamp",
+        [U1],
+    ).fetchall()
     assert rows == [
         (U1, "B00004U9V2", 1378425600, "review", 4.0),
         (U1, "B0000530HU", 1386460800, "review", 3.0),
@@ -54,7 +56,8 @@ def test_interactions(tmp_path):
         (U1, "B000052YAN", 1400000000, "review", 5.0),
     ]
     per_user = con.execute(
-        "SELECT user_key, count(*) FROM raw_interactions GROUP BY ALL ORDER BY ALL").fetchall()
+        "SELECT user_key, count(*) FROM raw_interactions GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
     assert per_user == [(U1, 5), (U3, 2), (U2, 5)]
 
 
@@ -62,43 +65,97 @@ def test_items_are_the_reviewed_ones_in_meta_order(tmp_path):
     con = load(FIXTURE, tmp_path)
     rows = con.execute("SELECT * FROM raw_items ORDER BY ord").fetchall()
     assert rows == [
-        ("B00004TMFE", 0, "L'Oréal Paris Revitalift Night Cream, 1.7 oz", "Night Creams",
-         'Wake up to "younger-looking" skin.', "L'Oreal Paris", 12.5,
-         ["Beauty", "Skin Care", "Face", "Night Creams"]),
-        ("7806397051", 2, None, "Concealers & Neutralizers",
-         'Crème & Brûlée concealer palette; it\'s "6 colours".', None, None,
-         ["Beauty", "Makeup", "Face", "Concealers & Neutralizers"]),
-        ("B00004U9V2", 4,
-         "Crabtree & Evelyn - Gardener's Ultra-Moisturising Hand Therapy Pump - 250g/8.8 OZ",
-         None, "日本語 ✓ moisturising", "Crabtree &amp; Evelyn", 30.0, None),
-        ("B0000530HU", 5, "Nivea Men Shaving Gel", "Shaving Gels", None, None, 2.99,
-         ["Beauty", "Shaving & Hair Removal", "Men", "Shaving Gels"]),
-        ("B00006L9LC", 6, "Citre Shine Moisture Burst Shampoo - 16 fl oz", "Shampoos", None,
-         "Citre Shine", 23.0, ["Beauty", "Hair Care", "Shampoos"]),
+        (
+            "B00004TMFE",
+            0,
+            "L'Oréal Paris Revitalift Night Cream, 1.7 oz",
+            "Night Creams",
+            'Wake up to "younger-looking" skin.',
+            "L'Oreal Paris",
+            12.5,
+            ["Beauty", "Skin Care", "Face", "Night Creams"],
+        ),
+        (
+            "7806397051",
+            2,
+            None,
+            "Concealers & Neutralizers",
+            'Crème & Brûlée concealer palette; it\'s "6 colours".',
+            None,
+            None,
+            ["Beauty", "Makeup", "Face", "Concealers & Neutralizers"],
+        ),
+        (
+            "B00004U9V2",
+            4,
+            "Crabtree & Evelyn - Gardener's Ultra-Moisturising Hand Therapy Pump - 250g/8.8 OZ",
+            None,
+            "日本語 ✓ moisturising",
+            "Crabtree &amp; Evelyn",
+            30.0,
+            None,
+        ),
+        (
+            "B0000530HU",
+            5,
+            "Nivea Men Shaving Gel",
+            "Shaving Gels",
+            None,
+            None,
+            2.99,
+            ["Beauty", "Shaving & Hair Removal", "Men", "Shaving Gels"],
+        ),
+        (
+            "B00006L9LC",
+            6,
+            "Citre Shine Moisture Burst Shampoo - 16 fl oz",
+            "Shampoos",
+            None,
+            "Citre Shine",
+            23.0,
+            ["Beauty", "Hair Care", "Shampoos"],
+        ),
     ]
-    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE raw_items)")
-                 .fetchall())
-    assert types == {"item_key": "VARCHAR", "ord": "BIGINT", "title": "VARCHAR",
-                     "category": "VARCHAR", "description": "VARCHAR", "brand": "VARCHAR",
-                     "price": "DOUBLE", "categories": "VARCHAR[]"}
+    types = dict(
+        con.execute("SELECT column_name, column_type FROM (DESCRIBE raw_items)").fetchall()
+    )
+    assert types == {
+        "item_key": "VARCHAR",
+        "ord": "BIGINT",
+        "title": "VARCHAR",
+        "category": "VARCHAR",
+        "description": "VARCHAR",
+        "brand": "VARCHAR",
+        "price": "DOUBLE",
+        "categories": "VARCHAR[]",
+    }
 
 
 def test_malformed_review_line(tmp_path):
-    raw = broken_copy(tmp_path, REVIEWS, 3,
-                      '{"reviewerID": "A1YJEY40YUW4SE", "asin": "B00004U9V2", ')
+    raw = broken_copy(
+        tmp_path, REVIEWS, 3, '{"reviewerID": "A1YJEY40YUW4SE", "asin": "B00004U9V2", '
+    )
     with pytest.raises(MalformedInputError, match=rf"{REVIEWS}: line 3: "):
         load(raw, tmp_path)
     con = load(raw, tmp_path, skip_malformed=True)
     assert con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0] == 11
-    assert con.execute(
-        "SELECT count(*) FROM raw_interactions WHERE user_key = ? AND item_key = 'B00004U9V2'",
-        [U1]).fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM raw_interactions WHERE user_key = ? AND item_key = 'B00004U9V2'",
+            [U1],
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_review_with_a_rating_of_the_wrong_type_is_malformed(tmp_path):
-    raw = broken_copy(tmp_path, REVIEWS, 2,
-                      '{"reviewerID": "A1YJEY40YUW4SE", "asin": "B00004TMFE", '
-                      '"overall": "5.0", "unixReviewTime": 1397779200}')
+    raw = broken_copy(
+        tmp_path,
+        REVIEWS,
+        2,
+        '{"reviewerID": "A1YJEY40YUW4SE", "asin": "B00004TMFE", '
+        '"overall": "5.0", "unixReviewTime": 1397779200}',
+    )
     with pytest.raises(MalformedInputError, match=rf"{REVIEWS}: line 2: 'overall' is a str"):
         load(raw, tmp_path)
 
@@ -125,8 +182,11 @@ def test_write_canonical(tmp_path):
     assert items == [
         (0, "B00004TMFE", "L'Oréal Paris Revitalift Night Cream, 1.7 oz"),
         (1, "7806397051", None),
-        (2, "B00004U9V2",
-         "Crabtree & Evelyn - Gardener's Ultra-Moisturising Hand Therapy Pump - 250g/8.8 OZ"),
+        (
+            2,
+            "B00004U9V2",
+            "Crabtree & Evelyn - Gardener's Ultra-Moisturising Hand Therapy Pump - 250g/8.8 OZ",
+        ),
         (3, "B0000530HU", "Nivea Men Shaving Gel"),
         (4, "B00006L9LC", "Citre Shine Moisture Burst Shampoo - 16 fl oz"),
         (5, "B000052YAN", None),

@@ -28,8 +28,9 @@ def copy_fixture(tmp_path: Path) -> Path:
 
 def test_interactions_are_first_tag_times_of_tagged_pairs(tmp_path):
     con = load(FIXTURE, tmp_path)
-    rows = con.execute("SELECT user_key, item_key, timestamp FROM raw_interactions "
-                       "ORDER BY user_key, timestamp").fetchall()
+    rows = con.execute(
+        "SELECT user_key, item_key, timestamp FROM raw_interactions ORDER BY user_key, timestamp"
+    ).fetchall()
     assert rows == [
         ("2", "1", 1238536800),  # tagged twice: the earlier time
         ("2", "18", 1241128800),
@@ -48,7 +49,8 @@ def test_interactions_are_first_tag_times_of_tagged_pairs(tmp_path):
     ]
     # (2, 7) is only in user_artists.dat: no time, so no event.
     assert con.execute("SELECT DISTINCT behaviour, rating FROM raw_interactions").fetchall() == [
-        ("listen", None)]
+        ("listen", None)
+    ]
     types = con.execute("SELECT column_type FROM (DESCRIBE raw_interactions)").fetchall()
     assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT"]
 
@@ -59,18 +61,35 @@ def test_items_are_artists_with_their_most_used_tag(tmp_path):
     assert rows == [
         ("1", 0, "MALICE MIZER", "goth", None, "http://www.last.fm/music/MALICE+MIZER"),
         ("7", 1, "Marilyn Manson", None, None, "http://www.last.fm/music/Marilyn+Manson"),
-        ("18", 2, "The Crüxshadows", "goth", None,
-         "http://www.last.fm/music/The+Cr%C3%BCxshadows"),
-        ("113", 3, "Dustin O'Halloran", "chillout", None,
-         "http://www.last.fm/music/Dustin+O%27Halloran"),
+        ("18", 2, "The Crüxshadows", "goth", None, "http://www.last.fm/music/The+Cr%C3%BCxshadows"),
+        (
+            "113",
+            3,
+            "Dustin O'Halloran",
+            "chillout",
+            None,
+            "http://www.last.fm/music/Dustin+O%27Halloran",
+        ),
         ("133", 4, "Lauki", "chillout", None, "http://www.last.fm/music/Lauki"),
         # j-rock (13) and pop (24) once each: the smaller tag id wins.
-        ("158", 5, "עברי לידר", "j-rock", None,
-         "http://www.last.fm/music/%D7%A2%D7%91%D7%A8%D7%99+%D7%9C%D7%99%D7%93%D7%A8"),
+        (
+            "158",
+            5,
+            "עברי לידר",
+            "j-rock",
+            None,
+            "http://www.last.fm/music/%D7%A2%D7%91%D7%A8%D7%99+%D7%9C%D7%99%D7%93%D7%A8",
+        ),
         ("289", 6, "Britney Spears", "pop", None, "http://www.last.fm/music/Britney+Spears"),
         # tags.dat is Latin-1: "música latina" must come out as such.
-        ("4562", 7, '"Weird Al" Yankovic', "música latina", None,
-         "http://www.last.fm/music/%22Weird+Al%22+Yankovic"),
+        (
+            "4562",
+            7,
+            '"Weird Al" Yankovic',
+            "música latina",
+            None,
+            "http://www.last.fm/music/%22Weird+Al%22+Yankovic",
+        ),
     ]
 
 
@@ -91,8 +110,12 @@ def test_malformed_line(tmp_path):
         load(raw, tmp_path)
     con = load(raw, tmp_path, skip_malformed=True)
     assert con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0] == 13
-    assert con.execute("SELECT count(*) FROM raw_interactions "
-                       "WHERE user_key = '2' AND item_key = '113'").fetchone()[0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM raw_interactions WHERE user_key = '2' AND item_key = '113'"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_write_canonical(tmp_path):
@@ -101,11 +124,20 @@ def test_write_canonical(tmp_path):
     counts = write_canonical(con, out, "lastfm")
     assert counts == {"users": 3, "items": 9, "interactions": 14, "impressions": 0}
     items = duckdb.sql(f"SELECT item_id, original_id, category FROM '{out['items']}'").fetchall()
-    assert items == [(0, "1", "goth"), (1, "7", None), (2, "18", "goth"), (3, "113", "chillout"),
-                     (4, "133", "chillout"), (5, "158", "j-rock"), (6, "289", "pop"),
-                     (7, "4562", "música latina"), (8, "999", None)]
+    assert items == [
+        (0, "1", "goth"),
+        (1, "7", None),
+        (2, "18", "goth"),
+        (3, "113", "chillout"),
+        (4, "133", "chillout"),
+        (5, "158", "j-rock"),
+        (6, "289", "pop"),
+        (7, "4562", "música latina"),
+        (8, "999", None),
+    ]
     users = duckdb.sql(f"SELECT user_id, original_id FROM '{out['users']}'").fetchall()
     assert users == [(0, "2"), (1, "3"), (2, "4")]
-    last_user = duckdb.sql(f"SELECT item_id, timestamp FROM '{out['interactions']}' "
-                           "WHERE user_id = 2").fetchall()
+    last_user = duckdb.sql(
+        f"SELECT item_id, timestamp FROM '{out['interactions']}' WHERE user_id = 2"
+    ).fetchall()
     assert last_user == [(7, -428720401), (6, 1262300400)]

@@ -18,14 +18,17 @@ from .conftest import FIXTURES
 def _canonical(raw_dir, tmp_path, name):
     con = duckdb.connect()
     movielens.load(con, raw_dir, {}, tmp_path)
-    out = {t: tmp_path / name / f"{t}.parquet"
-           for t in ("interactions", "items", "users", "impressions")}
+    out = {
+        t: tmp_path / name / f"{t}.parquet"
+        for t in ("interactions", "items", "users", "impressions")
+    }
     counts = write_canonical(con, out, name)
     return counts, {t: pq.read_table(p).to_pandas() for t, p in out.items()}
 
 
-@pytest.mark.parametrize("grouplens, recbole", [("ml-100k", "ml-100k-recbole"),
-                                                ("ml-1m", "ml-1m-recbole")])
+@pytest.mark.parametrize(
+    "grouplens, recbole", [("ml-100k", "ml-100k-recbole"), ("ml-1m", "ml-1m-recbole")]
+)
 def test_both_routes_give_identical_tables(tmp_path, grouplens, recbole):
     counts_a, a = _canonical(FIXTURES / grouplens, tmp_path, "a")
     counts_b, b = _canonical(FIXTURES / recbole, tmp_path, "b")
@@ -33,8 +36,12 @@ def test_both_routes_give_identical_tables(tmp_path, grouplens, recbole):
     assert a["interactions"].equals(b["interactions"])
     fields = ["item_id", "title", "year", "genres", "category"]
     assert a["items"][fields].astype(str).equals(b["items"][fields].astype(str))
-    assert a["users"].drop(columns="original_id").astype(str).equals(
-        b["users"].drop(columns="original_id").astype(str))
+    assert (
+        a["users"]
+        .drop(columns="original_id")
+        .astype(str)
+        .equals(b["users"].drop(columns="original_id").astype(str))
+    )
     assert a["users"]["original_id"].tolist() == b["users"]["original_id"].tolist()
 
 
@@ -45,8 +52,10 @@ def test_ml100k_values(tmp_path):
     first = data_lines[0].split("\t")
     items = t["items"].set_index("original_id")
     users = t["users"].set_index("original_id")
-    row = t["interactions"][(t["interactions"].user_id == users.loc[first[0], "user_id"])
-                            & (t["interactions"].timestamp == int(first[3]))]
+    row = t["interactions"][
+        (t["interactions"].user_id == users.loc[first[0], "user_id"])
+        & (t["interactions"].timestamp == int(first[3]))
+    ]
     assert row.item_id.tolist() == [items.loc[first[1], "item_id"]]
     assert row.rating.tolist() == [float(first[2])]
     # Ids follow the item file: movie "1" is item 0; titles lose the year, keep inner brackets.

@@ -31,9 +31,11 @@ def broken_copy(tmp_path: Path, line_no: int, text: str) -> Path:
 
 def test_time_window_keeps_start_and_drops_end(tmp_path):
     con = load(FIXTURE, tmp_path, time_window=WINDOW)
-    rows = con.execute("SELECT user_key, item_key, timestamp, behaviour, rating "
-                       "FROM raw_interactions "
-                       "WHERE user_key = '1' ORDER BY timestamp").fetchall()
+    rows = con.execute(
+        "SELECT user_key, item_key, timestamp, behaviour, rating "
+        "FROM raw_interactions "
+        "WHERE user_key = '1' ORDER BY timestamp"
+    ).fetchall()
     assert rows == [
         ("1", "230380", 1511539200, "view", None),  # exactly the start
         ("1", "2268318", 1511544070, "view", None),
@@ -42,11 +44,14 @@ def test_time_window_keeps_start_and_drops_end(tmp_path):
         ("1", "2268318", 1511593493, "buy", None),
         ("1", "4365585", 1511596146, "fav", None),
     ]
-    counts = con.execute("SELECT behaviour, count(*) FROM raw_interactions GROUP BY ALL "
-                         "ORDER BY ALL").fetchall()
+    counts = con.execute(
+        "SELECT behaviour, count(*) FROM raw_interactions GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
     assert counts == [("buy", 2), ("cart", 2), ("fav", 2), ("view", 7)]
-    outside = con.execute("SELECT count(*) FROM raw_interactions WHERE timestamp IN "
-                          "(1511400000, 1512316800, 1512400000)").fetchone()[0]
+    outside = con.execute(
+        "SELECT count(*) FROM raw_interactions WHERE timestamp IN "
+        "(1511400000, 1512316800, 1512400000)"
+    ).fetchone()[0]
     assert outside == 0
     types = con.execute("SELECT column_type FROM (DESCRIBE raw_interactions)").fetchall()
     assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT"]
@@ -72,16 +77,19 @@ def test_without_window_every_row_is_kept(tmp_path):
     assert con.execute("SELECT count(*) FROM raw_items").fetchone()[0] == 8
 
 
-@pytest.mark.parametrize("line", ["1,2268318,2520377,click,1511572885",
-                                  "1,x2268318,2520377,cart,1511572885"])
+@pytest.mark.parametrize(
+    "line", ["1,2268318,2520377,click,1511572885", "1,x2268318,2520377,cart,1511572885"]
+)
 def test_malformed_line(tmp_path, line):
     raw = broken_copy(tmp_path, 3, line)
     with pytest.raises(MalformedInputError, match=r"UserBehavior.csv: line 3: "):
         load(raw, tmp_path)
     con = load(raw, tmp_path, skip_malformed=True)
     assert con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0] == 15
-    assert con.execute("SELECT count(*) FROM raw_interactions "
-                       "WHERE behaviour = 'cart'").fetchone()[0] == 1
+    assert (
+        con.execute("SELECT count(*) FROM raw_interactions WHERE behaviour = 'cart'").fetchone()[0]
+        == 1
+    )
 
 
 def test_write_canonical(tmp_path):
@@ -90,11 +98,18 @@ def test_write_canonical(tmp_path):
     counts = write_canonical(con, out, "taobao")
     assert counts == {"users": 3, "items": 7, "interactions": 13, "impressions": 0}
     items = duckdb.sql(f"SELECT item_id, original_id, category FROM '{out['items']}'").fetchall()
-    assert items == [(0, "230380", "411153"), (1, "2268318", "2520377"), (2, "2333346", "2520771"),
-                     (3, "2576651", "149192"), (4, "3031354", "2735466"), (5, "4365585", "2520377"),
-                     (6, "5002615", "1320293")]
+    assert items == [
+        (0, "230380", "411153"),
+        (1, "2268318", "2520377"),
+        (2, "2333346", "2520771"),
+        (3, "2576651", "149192"),
+        (4, "3031354", "2735466"),
+        (5, "4365585", "2520377"),
+        (6, "5002615", "1320293"),
+    ]
     users = duckdb.sql(f"SELECT user_id, original_id FROM '{out['users']}'").fetchall()
     assert users == [(0, "1"), (1, "100"), (2, "1000")]
-    events = duckdb.sql(f"SELECT item_id, timestamp, behaviour FROM '{out['interactions']}' "
-                        "WHERE user_id = 2").fetchall()
+    events = duckdb.sql(
+        f"SELECT item_id, timestamp, behaviour FROM '{out['interactions']}' WHERE user_id = 2"
+    ).fetchall()
     assert events == [(5, 1512300000, "view"), (4, 1512310000, "view")]

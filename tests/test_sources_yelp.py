@@ -32,9 +32,12 @@ def broken_copy(tmp_path: Path, name: str, line_no: int, text: str) -> Path:
 
 def test_interactions(tmp_path):
     con = load(FIXTURE, tmp_path)
-    rows = con.execute("SELECT user_key, item_key, timestamp, behaviour, rating "
-                       "FROM raw_interactions "
-                       "WHERE user_key = ? ORDER BY timestamp", [Y1]).fetchall()
+    rows = con.execute(
+        "SELECT user_key, item_key, timestamp, behaviour, rating "
+        "FROM raw_interactions "
+        "WHERE user_key = ? ORDER BY timestamp",
+        [Y1],
+    ).fetchall()
     assert rows == [
         (Y1, "mWMc6_wTdE0EUBKIGXDVfA", 1325604498, "review", 5.0),  # 2012-01-03 15:28:18 UTC
         (Y1, "tUFrWirKiKi_TAnsVWINQQ", 1391632230, "review", 3.0),
@@ -42,8 +45,9 @@ def test_interactions(tmp_path):
         (Y1, "Pns2l4eNsfO8kk83dixA6A", 1484427255, "review", 4.0),
         (Y1, "MTSW4McQd7CbVtyjqoe9mw", 1531001351, "review", 3.0),  # 2018-07-07 22:09:11 UTC
     ]
-    per_user = dict(con.execute("SELECT user_key, count(*) FROM raw_interactions GROUP BY ALL")
-                    .fetchall())
+    per_user = dict(
+        con.execute("SELECT user_key, count(*) FROM raw_interactions GROUP BY ALL").fetchall()
+    )
     assert per_user == {Y1: 5, Y2: 5, Y3: 2}
     types = con.execute("SELECT column_type FROM (DESCRIBE raw_interactions)").fetchall()
     assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT"]
@@ -53,46 +57,105 @@ def test_items_are_businesses_in_file_order(tmp_path):
     con = load(FIXTURE, tmp_path)
     rows = con.execute("SELECT * FROM raw_items ORDER BY ord").fetchall()
     assert rows == [
-        ("Pns2l4eNsfO8kk83dixA6A", 0, "Abby Rappoport, LAC, CMQ", "Doctors", "Santa Barbara, CA",
-         ["Doctors", "Traditional Chinese Medicine", "Naturopathic/Holistic", "Acupuncture",
-          "Health & Medical", "Nutritionists"], 5.0),
-        ("mpf3x-BjTdTEA3yCZrAYPw", 1, "The UPS Store", "Shipping Centers", "Affton, MO",
-         ["Shipping Centers", "Local Services", "Notaries", "Mailbox Centers",
-          "Printing Services"], 3.0),
-        ("tUFrWirKiKi_TAnsVWINQQ", 2, "Target", "Department Stores", "Tucson, AZ",
-         ["Department Stores", "Shopping", "Fashion"], 3.5),
-        ("MTSW4McQd7CbVtyjqoe9mw", 3, "St Honore Pastries", "Restaurants", "Philadelphia, PA",
-         ["Restaurants", "Food", "Bubble Tea", "Coffee & Tea", "Bakeries"], 4.0),
-        ("mWMc6_wTdE0EUBKIGXDVfA", 4, "Perkiomen Valley Brewery", "Brewpubs", "Green Lane, PA",
-         ["Brewpubs", "Breweries", "Food"], 4.5),
+        (
+            "Pns2l4eNsfO8kk83dixA6A",
+            0,
+            "Abby Rappoport, LAC, CMQ",
+            "Doctors",
+            "Santa Barbara, CA",
+            [
+                "Doctors",
+                "Traditional Chinese Medicine",
+                "Naturopathic/Holistic",
+                "Acupuncture",
+                "Health & Medical",
+                "Nutritionists",
+            ],
+            5.0,
+        ),
+        (
+            "mpf3x-BjTdTEA3yCZrAYPw",
+            1,
+            "The UPS Store",
+            "Shipping Centers",
+            "Affton, MO",
+            [
+                "Shipping Centers",
+                "Local Services",
+                "Notaries",
+                "Mailbox Centers",
+                "Printing Services",
+            ],
+            3.0,
+        ),
+        (
+            "tUFrWirKiKi_TAnsVWINQQ",
+            2,
+            "Target",
+            "Department Stores",
+            "Tucson, AZ",
+            ["Department Stores", "Shopping", "Fashion"],
+            3.5,
+        ),
+        (
+            "MTSW4McQd7CbVtyjqoe9mw",
+            3,
+            "St Honore Pastries",
+            "Restaurants",
+            "Philadelphia, PA",
+            ["Restaurants", "Food", "Bubble Tea", "Coffee & Tea", "Bakeries"],
+            4.0,
+        ),
+        (
+            "mWMc6_wTdE0EUBKIGXDVfA",
+            4,
+            "Perkiomen Valley Brewery",
+            "Brewpubs",
+            "Green Lane, PA",
+            ["Brewpubs", "Breweries", "Food"],
+            4.5,
+        ),
         ("CF33F8-E6oudUQ46HnavjQ", 5, "Sonic Drive-In", None, "Ashland City, TN", None, 2.0),
         ("n_0UpQx1hsNbnPUSlodU8w", 6, 'Café "Zoë\'s" Kitchen', None, "Edmonton, AB", None, 4.0),
     ]
-    types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE raw_items)")
-                 .fetchall())
+    types = dict(
+        con.execute("SELECT column_name, column_type FROM (DESCRIBE raw_items)").fetchall()
+    )
     assert types["categories"] == "VARCHAR[]" and types["stars"] == "DOUBLE"
 
 
-@pytest.mark.parametrize("text", [
-    '{"review_id":"saUsX_uimxRlCVr67Z4Jig","user_id":"mh_-eMZ6K5RLWhZyISBhwA","business_id":',
-    '{"review_id":"saUsX_uimxRlCVr67Z4Jig","business_id":"tUFrWirKiKi_TAnsVWINQQ","stars":3.0,'
-    '"date":"2014-02-05 20:30:30"}',  # no user_id
-    '{"review_id":"saUsX_uimxRlCVr67Z4Jig","user_id":"mh_-eMZ6K5RLWhZyISBhwA",'
-    '"business_id":"tUFrWirKiKi_TAnsVWINQQ","stars":3.0,"date":"05/02/2014"}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"review_id":"saUsX_uimxRlCVr67Z4Jig","user_id":"mh_-eMZ6K5RLWhZyISBhwA","business_id":',
+        '{"review_id":"saUsX_uimxRlCVr67Z4Jig","business_id":"tUFrWirKiKi_TAnsVWINQQ","stars":3.0,'
+        '"date":"2014-02-05 20:30:30"}',  # no user_id
+        '{"review_id":"saUsX_uimxRlCVr67Z4Jig","user_id":"mh_-eMZ6K5RLWhZyISBhwA",'
+        '"business_id":"tUFrWirKiKi_TAnsVWINQQ","stars":3.0,"date":"05/02/2014"}',
+    ],
+)
 def test_malformed_review_line(tmp_path, text):
     raw = broken_copy(tmp_path, REVIEWS, 3, text)
     with pytest.raises(MalformedInputError, match=rf"{REVIEWS}: line 3: "):
         load(raw, tmp_path)
     con = load(raw, tmp_path, skip_malformed=True)
     assert con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0] == 11
-    assert con.execute("SELECT count(*) FROM raw_interactions "
-                       "WHERE item_key = 'tUFrWirKiKi_TAnsVWINQQ'").fetchone()[0] == 1
+    assert (
+        con.execute(
+            "SELECT count(*) FROM raw_interactions WHERE item_key = 'tUFrWirKiKi_TAnsVWINQQ'"
+        ).fetchone()[0]
+        == 1
+    )
 
 
 def test_business_with_old_list_categories_is_malformed(tmp_path):
-    raw = broken_copy(tmp_path, BUSINESS, 2, '{"business_id":"mpf3x-BjTdTEA3yCZrAYPw",'
-                      '"name":"The UPS Store","categories":["Shipping Centers","Notaries"]}')
+    raw = broken_copy(
+        tmp_path,
+        BUSINESS,
+        2,
+        '{"business_id":"mpf3x-BjTdTEA3yCZrAYPw",'
+        '"name":"The UPS Store","categories":["Shipping Centers","Notaries"]}',
+    )
     with pytest.raises(MalformedInputError, match=rf"{BUSINESS}: line 2: 'categories' is a list"):
         load(raw, tmp_path)
     con = load(raw, tmp_path, skip_malformed=True)
@@ -107,12 +170,18 @@ def test_write_canonical(tmp_path):
     assert counts == {"users": 3, "items": 7, "interactions": 12, "impressions": 0}
     items = duckdb.sql(f"SELECT item_id, original_id, categories FROM '{out['items']}'").fetchall()
     assert [row[:2] for row in items] == [
-        (0, "Pns2l4eNsfO8kk83dixA6A"), (1, "mpf3x-BjTdTEA3yCZrAYPw"), (2, "tUFrWirKiKi_TAnsVWINQQ"),
-        (3, "MTSW4McQd7CbVtyjqoe9mw"), (4, "mWMc6_wTdE0EUBKIGXDVfA"), (5, "CF33F8-E6oudUQ46HnavjQ"),
-        (6, "n_0UpQx1hsNbnPUSlodU8w")]
+        (0, "Pns2l4eNsfO8kk83dixA6A"),
+        (1, "mpf3x-BjTdTEA3yCZrAYPw"),
+        (2, "tUFrWirKiKi_TAnsVWINQQ"),
+        (3, "MTSW4McQd7CbVtyjqoe9mw"),
+        (4, "mWMc6_wTdE0EUBKIGXDVfA"),
+        (5, "CF33F8-E6oudUQ46HnavjQ"),
+        (6, "n_0UpQx1hsNbnPUSlodU8w"),
+    ]
     assert items[2][2] == ["Department Stores", "Shopping", "Fashion"]
     users = duckdb.sql(f"SELECT user_id, original_id FROM '{out['users']}'").fetchall()
     assert users == [(0, Y3), (1, Y2), (2, Y1)]  # by key: digits sort before letters
-    events = duckdb.sql(f"SELECT item_id, timestamp, rating FROM '{out['interactions']}' "
-                        "WHERE user_id = 0").fetchall()
+    events = duckdb.sql(
+        f"SELECT item_id, timestamp, rating FROM '{out['interactions']}' WHERE user_id = 0"
+    ).fetchall()
     assert events == [(3, 1403909041, 5.0), (0, 1426477867, 4.0)]

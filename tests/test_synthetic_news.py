@@ -7,8 +7,13 @@ from llmrec.data.sources import mind
 from llmrec.data.synthetic_news import TOPICS, generate
 
 SMALL = dict(n_users=300, n_news=300, n_days=3, impressions_per_user=3.0)
-FILES = ("synthetic_train/news.tsv", "synthetic_train/behaviors.tsv",
-         "synthetic_dev/news.tsv", "synthetic_dev/behaviors.tsv", "README.txt")
+FILES = (
+    "synthetic_train/news.tsv",
+    "synthetic_train/behaviors.tsv",
+    "synthetic_dev/news.tsv",
+    "synthetic_dev/behaviors.tsv",
+    "README.txt",
+)
 
 
 @pytest.fixture(scope="module")
@@ -32,28 +37,33 @@ def test_same_seed_gives_identical_bytes(tmp_path: Path):
     generate(tmp_path / "c", seed=12, **SMALL)
     for name in FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
-    assert ((tmp_path / "a" / FILES[1]).read_bytes()
-            != (tmp_path / "c" / FILES[1]).read_bytes())
+    assert (tmp_path / "a" / FILES[1]).read_bytes() != (tmp_path / "c" / FILES[1]).read_bytes()
     assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_mind_parser_reads_the_files(logs):
     stats, con = logs
-    counts = dict(con.execute("SELECT split, count(*) FROM raw_impressions GROUP BY split"
-                              ).fetchall())
+    counts = dict(
+        con.execute("SELECT split, count(*) FROM raw_impressions GROUP BY split").fetchall()
+    )
     assert counts == {"train": stats["impressions_train"], "dev": stats["impressions_dev"]}
     assert con.execute("SELECT count(*) FROM raw_interactions").fetchone()[0] == stats["clicks"]
     assert con.execute("SELECT count(*) FROM raw_items").fetchone()[0] == stats["news"]
-    assert con.execute("SELECT count(DISTINCT user_key) FROM raw_impressions"
-                       ).fetchone()[0] == stats["users"]
-    assert con.execute("SELECT bool_and(url = 'https://example.invalid/synthetic/' || item_key) "
-                       "FROM raw_items").fetchone()[0]
-    assert {row[0] for row in con.execute("SELECT DISTINCT category FROM raw_items").fetchall()
-            } <= set(TOPICS)
+    assert (
+        con.execute("SELECT count(DISTINCT user_key) FROM raw_impressions").fetchone()[0]
+        == stats["users"]
+    )
+    assert con.execute(
+        "SELECT bool_and(url = 'https://example.invalid/synthetic/' || item_key) FROM raw_items"
+    ).fetchone()[0]
+    assert {
+        row[0] for row in con.execute("SELECT DISTINCT category FROM raw_items").fetchall()
+    } <= set(TOPICS)
     # dev is the last day: 2019-11-13, after every train impression
     last_train, first_dev = con.execute(
         "SELECT max(timestamp) FILTER (split = 'train'), min(timestamp) FILTER (split = 'dev') "
-        "FROM raw_impressions").fetchone()
+        "FROM raw_impressions"
+    ).fetchone()
     assert last_train < 1573603200 <= first_dev
 
 
@@ -68,8 +78,13 @@ def test_every_impression_has_a_click_and_no_repeats(logs):
 
 def test_history_is_fixed_per_user_and_sometimes_empty(logs):
     stats, con = logs
-    assert con.execute("SELECT max(n) FROM (SELECT count(DISTINCT history) AS n "
-                       "FROM raw_impressions GROUP BY user_key)").fetchone()[0] == 1
+    assert (
+        con.execute(
+            "SELECT max(n) FROM (SELECT count(DISTINCT history) AS n "
+            "FROM raw_impressions GROUP BY user_key)"
+        ).fetchone()[0]
+        == 1
+    )
     assert 0 < stats["empty_history_share"] < 0.5
 
 

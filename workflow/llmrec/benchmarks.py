@@ -12,16 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
 import pandas as pd
 
-from .io import atomic_path, write_csv
+from .figures import save_png, subplots
+from .io import write_csv
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
-
-COLUMNS = {"s": "seconds", "max_rss": "max_rss_mb", "cpu_time": "cpu_seconds",
-           "mean_load": "mean_load"}
+COLUMNS = {
+    "s": "seconds",
+    "max_rss": "max_rss_mb",
+    "cpu_time": "cpu_seconds",
+    "mean_load": "mean_load",
+}
 
 
 def read_benchmarks(folder: str | Path) -> pd.DataFrame:
@@ -34,25 +35,28 @@ def read_benchmarks(folder: str | Path) -> pd.DataFrame:
             continue
         rel = path.relative_to(folder)
         last = frame.iloc[-1]
-        row = {"rule": "/".join(rel.parts[:2]) if len(rel.parts) > 2 else rel.parts[0],
-               "job": "/".join(rel.parts[2:])[:-4] if len(rel.parts) > 2 else rel.stem}
+        row = {
+            "rule": "/".join(rel.parts[:2]) if len(rel.parts) > 2 else rel.parts[0],
+            "job": "/".join(rel.parts[2:])[:-4] if len(rel.parts) > 2 else rel.stem,
+        }
         for source, name in COLUMNS.items():
             row[name] = pd.to_numeric(last.get(source), errors="coerce")
         rows.append(row)
     return pd.DataFrame(rows, columns=["rule", "job", *COLUMNS.values()])
 
 
-def benchmarks_table(input: Mapping, output: Mapping[str, str], *,
-                     folder: str = "results/benchmarks") -> None:
+def benchmarks_table(
+    input: Mapping, output: Mapping[str, str], *, folder: str = "results/benchmarks"
+) -> None:
     """``results/tables/benchmarks.csv`` and its figure: time and peak memory per rule."""
     table = read_benchmarks(folder)
     write_csv(output["table"], table)
-    per_rule = (table.groupby("rule")
-                .agg(seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max"),
-                     jobs=("job", "count"))
-                .sort_values("seconds"))
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(11, 0.35 * len(per_rule) + 1.5),
-                                     sharey=True)
+    per_rule = (
+        table.groupby("rule")
+        .agg(seconds=("seconds", "sum"), max_rss_mb=("max_rss_mb", "max"), jobs=("job", "count"))
+        .sort_values("seconds")
+    )
+    fig, (ax_t, ax_m) = subplots(1, 2, figsize=(11, 0.35 * len(per_rule) + 1.5), sharey=True)
     labels = [f"{r} ({n})" for r, n in zip(per_rule.index, per_rule["jobs"])]
     ax_t.barh(labels, per_rule["seconds"] / 60)
     ax_t.set_xlabel("wall minutes, summed over the rule's jobs (jobs)")
@@ -60,6 +64,4 @@ def benchmarks_table(input: Mapping, output: Mapping[str, str], *,
     ax_m.set_xlabel("peak RSS of the rule's largest job (MB)")
     fig.suptitle("Where a run's time and memory go (Snakemake benchmark files)")
     fig.tight_layout()
-    with atomic_path(output["figure"]) as tmp:
-        fig.savefig(tmp, dpi=130, format="png")
-    plt.close(fig)
+    save_png(fig, output["figure"], dpi=130)

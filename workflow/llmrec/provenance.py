@@ -26,10 +26,16 @@ def git_commit(folder: Path = CHECKOUT) -> str:
     """HEAD of the checkout holding this package, ``+dirty`` when tracked files changed, or
     ``unknown`` outside a git checkout."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=folder, capture_output=True, text=True, check=True).stdout
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty.strip() else "")
@@ -37,5 +43,7 @@ def git_commit(folder: Path = CHECKOUT) -> str:
 
 def stamp(provenance: Mapping | None) -> dict[str, str]:
     """The two columns every table ends with."""
-    return {"git_commit": git_commit(),
-            "config_sha256": (provenance or {}).get("config_sha256", "")}
+    return {
+        "git_commit": git_commit(),
+        "config_sha256": (provenance or {}).get("config_sha256", ""),
+    }

@@ -2,16 +2,19 @@
 # edited with an arithmetic task vector; SASRec beside them -> results/tables/arithmetic.csv.
 
 
+# Tables and figures take seconds: no cluster job for them.
+localrules:
+    arithmetic_table,
+    arithmetic_embeddings,
+    arithmetic_cooccurrence,
+
+
 rule p5_index:
     input:
         sequences="results/data/{dataset}/sequences.parquet",
         item_table="results/data/{dataset}/filtered/items.parquet",
     output:
         index="results/arithmetic/{dataset}/index.parquet",
-    params:
-        method=config["arithmetic"]["indexing"],
-        seed=config["seed"],
-        collaborative=config["arithmetic"]["collaborative"],
     log:
         "results/logs/arithmetic/{dataset}/index.log",
     conda:
@@ -19,8 +22,11 @@ rule p5_index:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        method=config["arithmetic"]["indexing"],
+        seed=config["seed"],
     script:
-        "../scripts/arithmetic/index.py"
+        "../scripts/run.py"
 
 
 rule p5_tokenizer:
@@ -29,11 +35,6 @@ rule p5_tokenizer:
         index="results/arithmetic/{dataset}/index.parquet",
     output:
         tokenizer=directory("results/arithmetic/{dataset}/tokenizer"),
-    params:
-        vocab_size=config["arithmetic"]["tokenizer"]["vocab_size"],
-        prompts=config["arithmetic"]["prompts"],
-        arithmetic=config["arithmetic"]["task"],
-        pretrained=config["arithmetic"]["model"]["pretrained"],
     log:
         "results/logs/arithmetic/{dataset}/tokenizer.log",
     conda:
@@ -41,8 +42,13 @@ rule p5_tokenizer:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        vocab_size=config["arithmetic"]["tokenizer"]["vocab_size"],
+        prompts=config["arithmetic"]["prompts"],
+        arithmetic=config["arithmetic"]["task"],
+        pretrained=config["arithmetic"]["model"]["pretrained"],
     script:
-        "../scripts/arithmetic/tokenizer.py"
+        "../scripts/run.py"
 
 
 rule p5_init:
@@ -50,8 +56,6 @@ rule p5_init:
         tokenizer="results/arithmetic/{dataset}/tokenizer",
     output:
         base="results/arithmetic/{dataset}/init/seed{seed}/base.pt",
-    params:
-        model=config["arithmetic"]["model"],
     log:
         "results/logs/arithmetic/{dataset}/init/seed{seed}.log",
     conda:
@@ -59,8 +63,10 @@ rule p5_init:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        model=config["arithmetic"]["model"],
     script:
-        "../scripts/arithmetic/init.py"
+        "../scripts/run.py"
 
 
 rule p5_arithmetic:
@@ -71,10 +77,6 @@ rule p5_arithmetic:
     output:
         arithmetic="results/arithmetic/{dataset}/arithmetic/seed{seed}/arithmetic.pt",
         summary="results/arithmetic/{dataset}/arithmetic/seed{seed}/summary.json",
-    params:
-        model=config["arithmetic"]["model"],
-        arithmetic=config["arithmetic"]["task"],
-        device=config["arithmetic"]["device"],
     log:
         "results/logs/arithmetic/{dataset}/arithmetic/seed{seed}.log",
     benchmark:
@@ -85,8 +87,12 @@ rule p5_arithmetic:
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        model=config["arithmetic"]["model"],
+        arithmetic=config["arithmetic"]["task"],
+        device=config["arithmetic"]["device"],
     script:
-        "../scripts/arithmetic/pretrain.py"
+        "../scripts/run.py"
 
 
 rule train_p5:
@@ -98,26 +104,26 @@ rule train_p5:
     output:
         weights="results/arithmetic/{dataset}/{trained}/seed{seed}/weights.pt",
         summary="results/arithmetic/{dataset}/{trained}/seed{seed}/train.json",
-    wildcard_constraints:
-        trained="p5|precondition",
-    params:
-        method=lambda wildcards: wildcards.trained,
-        model=config["arithmetic"]["model"],
-        prompts=config["arithmetic"]["prompts"],
-        train=config["arithmetic"]["train"],
-        device=config["arithmetic"]["device"],
     log:
         "results/logs/arithmetic/{dataset}/{trained}/seed{seed}.log",
     benchmark:
         "results/benchmarks/arithmetic/{dataset}/{trained}/seed{seed}.tsv"
+    wildcard_constraints:
+        trained="p5|precondition",
     conda:
         "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=240,
+    params:
+        method=lambda wildcards: wildcards.trained,
+        model=config["arithmetic"]["model"],
+        prompts=config["arithmetic"]["prompts"],
+        train=config["arithmetic"]["train"],
+        device=config["arithmetic"]["device"],
     script:
-        "../scripts/arithmetic/train.py"
+        "../scripts/run.py"
 
 
 rule p5_task_vector:
@@ -127,8 +133,6 @@ rule p5_task_vector:
         arithmetic="results/arithmetic/{dataset}/arithmetic/seed{seed}/arithmetic.pt",
     output:
         weights="results/arithmetic/{dataset}/task_vector/seed{seed}/weights.pt",
-    params:
-        coefficient=config["arithmetic"]["task_vector"]["coefficient"],
     log:
         "results/logs/arithmetic/{dataset}/task_vector/seed{seed}.log",
     conda:
@@ -136,8 +140,10 @@ rule p5_task_vector:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        coefficient=config["arithmetic"]["task_vector"]["coefficient"],
     script:
-        "../scripts/arithmetic/task_vector.py"
+        "../scripts/run.py"
 
 
 rule evaluate_p5:
@@ -149,12 +155,6 @@ rule evaluate_p5:
     output:
         per_user="results/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}/per_user.parquet",
         summary="results/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}/summary.json",
-    params:
-        method=lambda wildcards: wildcards.p5_method,
-        model=config["arithmetic"]["model"],
-        prompts=config["arithmetic"]["prompts"],
-        evaluation=config["arithmetic"]["evaluation"],
-        device=config["arithmetic"]["device"],
     log:
         "results/logs/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}.log",
     benchmark:
@@ -165,8 +165,14 @@ rule evaluate_p5:
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        method=lambda wildcards: wildcards.p5_method,
+        model=config["arithmetic"]["model"],
+        prompts=config["arithmetic"]["prompts"],
+        evaluation=config["arithmetic"]["evaluation"],
+        device=config["arithmetic"]["device"],
     script:
-        "../scripts/arithmetic/evaluate.py"
+        "../scripts/run.py"
 
 
 rule train_sasrec:
@@ -176,10 +182,6 @@ rule train_sasrec:
     output:
         per_user="results/arithmetic/{dataset}/sasrec/seed{seed}/per_user.parquet",
         summary="results/arithmetic/{dataset}/sasrec/seed{seed}/summary.json",
-    params:
-        sasrec=config["arithmetic"]["sasrec"],
-        ks=config["arithmetic"]["evaluation"]["ks"],
-        device=config["arithmetic"]["device"],
     log:
         "results/logs/arithmetic/{dataset}/sasrec/seed{seed}.log",
     benchmark:
@@ -190,8 +192,12 @@ rule train_sasrec:
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        sasrec=config["arithmetic"]["sasrec"],
+        ks=config["arithmetic"]["evaluation"]["ks"],
+        device=config["arithmetic"]["device"],
     script:
-        "../scripts/arithmetic/sasrec.py"
+        "../scripts/run.py"
 
 
 rule arithmetic_table:
@@ -205,11 +211,6 @@ rule arithmetic_table:
             category="Arithmetic (P5)",
         ),
         markdown="results/tables/arithmetic.md",
-    params:
-        ks=config["arithmetic"]["evaluation"]["ks"],
-        settings=config["arithmetic"]["evaluation"]["settings"],
-        synthetic=SYNTHETIC,
-        provenance=provenance("arithmetic", datasets=config["arithmetic"]["datasets"]),
     log:
         "results/logs/arithmetic/table.log",
     conda:
@@ -217,8 +218,13 @@ rule arithmetic_table:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        ks=config["arithmetic"]["evaluation"]["ks"],
+        settings=config["arithmetic"]["evaluation"]["settings"],
+        synthetic=SYNTHETIC,
+        provenance=provenance("arithmetic", datasets=config["arithmetic"]["datasets"]),
     script:
-        "../scripts/arithmetic/table.py"
+        "../scripts/run.py"
 
 
 rule arithmetic_embeddings:
@@ -239,25 +245,23 @@ rule arithmetic_embeddings:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/arithmetic/figure.py"
+        "../scripts/run.py"
 
 
 rule arithmetic_cooccurrence:
     input:
-        sequences=expand("results/data/{dataset}/sequences.parquet",
-                         dataset=config["arithmetic"]["datasets"]),
-        index=expand("results/arithmetic/{dataset}/index.parquet",
-                     dataset=config["arithmetic"]["datasets"]),
+        sequences=expand(
+            "results/data/{dataset}/sequences.parquet", dataset=config["arithmetic"]["datasets"]
+        ),
+        index=expand(
+            "results/arithmetic/{dataset}/index.parquet", dataset=config["arithmetic"]["datasets"]
+        ),
     output:
         table=report(
             "results/tables/arithmetic_cooccurrence.csv",
             caption="../report/arithmetic_cooccurrence.rst",
             category="Arithmetic (P5)",
         ),
-    params:
-        datasets=config["arithmetic"]["datasets"],
-        indexing=config["arithmetic"]["indexing"],
-        seed=config["seed"],
     log:
         "results/logs/arithmetic/cooccurrence.log",
     conda:
@@ -265,5 +269,9 @@ rule arithmetic_cooccurrence:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        datasets=config["arithmetic"]["datasets"],
+        indexing=config["arithmetic"]["indexing"],
+        seed=config["seed"],
     script:
-        "../scripts/arithmetic/cooccurrence.py"
+        "../scripts/run.py"

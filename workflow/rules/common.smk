@@ -9,22 +9,27 @@ PACKAGED_PROMPTS = Path(workflow.basedir) / "workflow" / "llmrec" / "text" / "pr
 
 from llmrec.data.registry import get_spec
 
-DATASETS = sorted(set(config["build"]) | set(config["pfr"]["datasets"])
-                  | set(config["popk"]["datasets"]) | set(config["arithmetic"]["datasets"]))
+DATASETS = sorted(
+    set(config["build"])
+    | set(config["pfr"]["datasets"])
+    | set(config["popk"]["datasets"])
+    | set(config["arithmetic"]["datasets"])
+)
 _unset = [d for d in DATASETS if d not in config["datasets"]]
 if _unset:
-    raise ValueError(f"config: build names {_unset} but datasets has no settings for them; add "
-                     f"datasets.<name> (see config.yaml for every dataset's settings)")
+    raise ValueError(
+        f"config: build names {_unset} but datasets has no settings for them; add "
+        f"datasets.<name> (see config.yaml for every dataset's settings)"
+    )
 NEWS = [d for d in DATASETS if get_spec(d).kind == "news"]
 _not_news = [d for d in config["popk"]["datasets"] if d not in NEWS]
 if _not_news:
     raise ValueError(f"config: popk.datasets {_not_news} are not news datasets (MIND format)")
-if config["arithmetic"]["indexing"] == "collaborative":
-    raise ValueError("config: arithmetic.indexing collaborative gives no numbers to do "
-                     "arithmetic on; use sequential or random")
 if max(config["popk"]["popk"], default=0) > config["popk"]["sampler"]["npratio"]:
-    raise ValueError(f"config: popk values {config['popk']['popk']} exceed "
-                     f"popk.sampler.npratio = {config['popk']['sampler']['npratio']}")
+    raise ValueError(
+        f"config: popk values {config['popk']['popk']} exceed "
+        f"popk.sampler.npratio = {config['popk']['sampler']['npratio']}"
+    )
 INTERACTION_DATASETS = [d for d in DATASETS if d not in NEWS]
 
 

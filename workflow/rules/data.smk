@@ -1,5 +1,13 @@
 # Data stage: fetch -> canonical tables -> filtered interactions -> splits, graph, sequences,
-# text and statistics. Paths: results/raw/{dataset}/ and results/data/{dataset}/.
+# text and statistics. Paths: resources/raw/{dataset}/ and results/data/{dataset}/.
+
+
+# Run where Snakemake runs, not as cluster jobs: downloads (compute nodes often have no
+# internet) and the small statistics steps.
+localrules:
+    fetch_dataset,
+    dataset_statistics,
+    dataset_table,
 
 
 rule data:
@@ -9,9 +17,7 @@ rule data:
 
 rule fetch_dataset:
     output:
-        manifest="results/raw/{dataset}/manifest.json",
-    params:
-        options=fetch_options,
+        manifest="resources/raw/{dataset}/manifest.json",
     log:
         "results/logs/data/fetch/{dataset}.log",
     benchmark:
@@ -21,20 +27,20 @@ rule fetch_dataset:
     resources:
         mem_mb=2000,
         runtime=120,
+    params:
+        options=fetch_options,
     script:
-        "../scripts/data/fetch.py"
+        "../scripts/run.py"
 
 
 rule parse_dataset:
     input:
-        manifest="results/raw/{dataset}/manifest.json",
+        manifest="resources/raw/{dataset}/manifest.json",
     output:
         interactions="results/data/{dataset}/canonical/interactions.parquet",
         item_table="results/data/{dataset}/canonical/items.parquet",
         users="results/data/{dataset}/canonical/users.parquet",
         impressions="results/data/{dataset}/canonical/impressions.parquet",
-    params:
-        options=parse_options,
     log:
         "results/logs/data/parse/{dataset}.log",
     benchmark:
@@ -45,8 +51,10 @@ rule parse_dataset:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        options=parse_options,
     script:
-        "../scripts/data/parse.py"
+        "../scripts/run.py"
 
 
 rule filter_interactions:
@@ -58,8 +66,6 @@ rule filter_interactions:
         interactions="results/data/{dataset}/filtered/interactions.parquet",
         item_table="results/data/{dataset}/filtered/items.parquet",
         users="results/data/{dataset}/filtered/users.parquet",
-    params:
-        filter=filter_options,
     log:
         "results/logs/data/filter/{dataset}.log",
     benchmark:
@@ -70,8 +76,10 @@ rule filter_interactions:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        filter=filter_options,
     script:
-        "../scripts/data/filter.py"
+        "../scripts/run.py"
 
 
 rule split:
@@ -79,9 +87,6 @@ rule split:
         table=split_input,
     output:
         split="results/data/{dataset}/split/{protocol}.parquet",
-    params:
-        seed=split_seed,
-        ratios=split_ratios,
     log:
         "results/logs/data/split/{dataset}/{protocol}.log",
     benchmark:
@@ -92,8 +97,11 @@ rule split:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        seed=split_seed,
+        ratios=split_ratios,
     script:
-        "../scripts/data/split.py"
+        "../scripts/run.py"
 
 
 rule graph:
@@ -113,7 +121,7 @@ rule graph:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/data/graph.py"
+        "../scripts/run.py"
 
 
 rule sequences:
@@ -132,7 +140,7 @@ rule sequences:
         mem_mb=4000,
         runtime=30,
     script:
-        "../scripts/data/sequences.py"
+        "../scripts/run.py"
 
 
 rule item_text:
@@ -148,7 +156,7 @@ rule item_text:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/data/item_text.py"
+        "../scripts/run.py"
 
 
 rule dataset_statistics:
@@ -164,7 +172,7 @@ rule dataset_statistics:
         mem_mb=2000,
         runtime=10,
     script:
-        "../scripts/data/statistics.py"
+        "../scripts/run.py"
 
 
 rule dataset_table:
@@ -176,8 +184,6 @@ rule dataset_table:
             caption="../report/datasets.rst",
             category="Datasets",
         ),
-    params:
-        provenance=provenance(datasets=DATASETS),
     log:
         "results/logs/data/dataset_table.log",
     conda:
@@ -185,5 +191,7 @@ rule dataset_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        provenance=provenance(datasets=DATASETS),
     script:
-        "../scripts/data/dataset_table.py"
+        "../scripts/run.py"

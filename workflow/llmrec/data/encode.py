@@ -22,8 +22,9 @@ from .canonical import EmptyDatasetError
 log = logging.getLogger(__name__)
 
 
-def connect(memory_limit_mb: int | None = None, threads: int = 1,
-            temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    memory_limit_mb: int | None = None, threads: int = 1, temp_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
     """A duckdb connection with bounded memory; it spills to ``temp_dir`` beyond the limit.
 
     ``memory_limit_mb`` is the job's budget (the rule's ``mem_mb``); duckdb gets three quarters
@@ -79,7 +80,7 @@ def filter_interactions(
         where.append(f"behaviour IN ({allowed})")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kept AS
-        SELECT * FROM read_parquet({_q(canonical['interactions'])}) WHERE {' AND '.join(where)}""")
+        SELECT * FROM read_parquet({_q(canonical["interactions"])}) WHERE {" AND ".join(where)}""")
     if dedupe:
         con.execute("""
             CREATE OR REPLACE TEMP TABLE kept AS
@@ -110,18 +111,30 @@ def filter_interactions(
         CREATE OR REPLACE TEMP TABLE new_items AS
         SELECT item_id AS old, (row_number() OVER (ORDER BY item_id) - 1)::INTEGER AS new
         FROM (SELECT DISTINCT item_id FROM kept)""")
-    _copy(con, """
+    _copy(
+        con,
+        """
         SELECT u.new AS user_id, i.new AS item_id, k.timestamp, k.behaviour, k.rating
         FROM kept k JOIN new_users u ON k.user_id = u.old JOIN new_items i ON k.item_id = i.old
-        ORDER BY user_id, timestamp, item_id""", out["interactions"])
-    _copy(con, f"""
+        ORDER BY user_id, timestamp, item_id""",
+        out["interactions"],
+    )
+    _copy(
+        con,
+        f"""
         SELECT n.new AS item_id, t.* EXCLUDE (item_id)
-        FROM read_parquet({_q(canonical['items'])}) t JOIN new_items n ON t.item_id = n.old
-        ORDER BY item_id""", out["items"])
-    _copy(con, f"""
+        FROM read_parquet({_q(canonical["items"])}) t JOIN new_items n ON t.item_id = n.old
+        ORDER BY item_id""",
+        out["items"],
+    )
+    _copy(
+        con,
+        f"""
         SELECT n.new AS user_id, t.* EXCLUDE (user_id)
-        FROM read_parquet({_q(canonical['users'])}) t JOIN new_users n ON t.user_id = n.old
-        ORDER BY user_id""", out["users"])
+        FROM read_parquet({_q(canonical["users"])}) t JOIN new_users n ON t.user_id = n.old
+        ORDER BY user_id""",
+        out["users"],
+    )
     stats = {
         "users": _count(con, "new_users"),
         "items": _count(con, "new_items"),
@@ -142,8 +155,9 @@ def _events_by_user(interactions: Path) -> tuple[pa.Table, np.ndarray, np.ndarra
     user = table.column("user_id").to_numpy()
     time = table.column("timestamp").to_numpy()
     item = table.column("item_id").to_numpy()
-    key_order = (np.diff(user) > 0) | ((np.diff(user) == 0) & (
-        (np.diff(time) > 0) | ((np.diff(time) == 0) & (np.diff(item) >= 0))))
+    key_order = (np.diff(user) > 0) | (
+        (np.diff(user) == 0) & ((np.diff(time) > 0) | ((np.diff(time) == 0) & (np.diff(item) >= 0)))
+    )
     if not key_order.all():
         table = table.take(np.lexsort((item, time, user)))
         user = table.column("user_id").to_numpy()
@@ -158,8 +172,9 @@ SPLIT_NAMES = np.array(["train", "valid", "test"])
 def _write_split(table: pa.Table, code: np.ndarray, out: Path) -> None:
     split = pa.DictionaryArray.from_arrays(pa.array(code, pa.int8()), pa.array(SPLIT_NAMES))
     with atomic_path(out) as tmp:
-        pq.write_table(table.append_column("split", split.cast(pa.string())), tmp,
-                       compression="zstd")
+        pq.write_table(
+            table.append_column("split", split.cast(pa.string())), tmp, compression="zstd"
+        )
 
 
 def split_leave_one_out(interactions: Path, out: Path) -> None:
@@ -176,8 +191,9 @@ def split_leave_one_out(interactions: Path, out: Path) -> None:
     _write_split(table, code, out)
 
 
-def random_split_counts(n: np.ndarray, ratios: tuple[float, float, float]) -> tuple[
-        np.ndarray, np.ndarray, np.ndarray]:
+def random_split_counts(
+    n: np.ndarray, ratios: tuple[float, float, float]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-user (train, valid, test) counts as RecBole's ``split_by_ratio`` computes them.
 
     ``floor(ratio * n)`` for validation and test, the rest for training; then, test first, a
@@ -196,8 +212,13 @@ def random_split_counts(n: np.ndarray, ratios: tuple[float, float, float]) -> tu
     return train, valid, test
 
 
-def split_random(interactions: Path, out: Path, *, seed: int,
-                 ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)) -> None:
+def split_random(
+    interactions: Path,
+    out: Path,
+    *,
+    seed: int,
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+) -> None:
     """RecBole's "RO" split: each user's events in a seeded random order, cut by ``ratios``
     (counts as in :func:`random_split_counts`)."""
     table, starts, counts = _events_by_user(interactions)
@@ -213,13 +234,18 @@ def split_random(interactions: Path, out: Path, *, seed: int,
 
 def split_news(con: duckdb.DuckDBPyConnection, impressions: Path, out: Path) -> None:
     """MIND's own split: the impressions of its train and dev (and test) releases, as given."""
-    _copy(con, f"""
+    _copy(
+        con,
+        f"""
         SELECT impression_id, user_id, timestamp, history, candidates, labels, split
-        FROM read_parquet({_q(impressions)}) ORDER BY impression_id""", out)
+        FROM read_parquet({_q(impressions)}) ORDER BY impression_id""",
+        out,
+    )
 
 
-def build_graph(con: duckdb.DuckDBPyConnection, split: Path, items: Path, users: Path,
-                out: Path) -> dict:
+def build_graph(
+    con: duckdb.DuckDBPyConnection, split: Path, items: Path, users: Path, out: Path
+) -> dict:
     """The user-item bipartite graph of the training events, as CSR arrays (``.npz``).
 
     Holds ``user_indptr``/``user_items`` (rows: users) and ``item_indptr``/``item_users`` (rows:
@@ -250,8 +276,11 @@ def build_graph(con: duckdb.DuckDBPyConnection, split: Path, items: Path, users:
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)  # uncompressed: zlib took most of the step's time
-    return {"edges": int(len(u)), "users_without_edges": int((deg_u == 0).sum()),
-            "items_without_edges": int((deg_i == 0).sum())}
+    return {
+        "edges": int(len(u)),
+        "users_without_edges": int((deg_u == 0).sum()),
+        "items_without_edges": int((deg_i == 0).sum()),
+    }
 
 
 def build_sequences(interactions: Path, out: Path) -> None:
@@ -262,12 +291,19 @@ def build_sequences(interactions: Path, out: Path) -> None:
     """
     table, starts, counts = _events_by_user(interactions)
     offsets = pa.array(np.r_[starts, table.num_rows].astype(np.int32))
-    sequences = pa.table({
-        "user_id": table.column("user_id").to_numpy()[starts],
-        **{name: pa.ListArray.from_arrays(offsets, table.column(column).combine_chunks())
-           for name, column in (("items", "item_id"), ("timestamps", "timestamp"),
-                                ("behaviours", "behaviour"))},
-    })
+    sequences = pa.table(
+        {
+            "user_id": table.column("user_id").to_numpy()[starts],
+            **{
+                name: pa.ListArray.from_arrays(offsets, table.column(column).combine_chunks())
+                for name, column in (
+                    ("items", "item_id"),
+                    ("timestamps", "timestamp"),
+                    ("behaviours", "behaviour"),
+                )
+            },
+        }
+    )
     with atomic_path(out) as tmp:
         pq.write_table(sequences, tmp, compression="zstd")
 
@@ -275,8 +311,10 @@ def build_sequences(interactions: Path, out: Path) -> None:
 def build_item_text(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> None:
     """One prompt-ready text per item from the fields the source has: title, year, category,
     description, joined with '; ' and with empty fields left out."""
-    cols = {row[0] for row in con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({_q(items)})").fetchall()}
+    cols = {
+        row[0]
+        for row in con.execute(f"DESCRIBE SELECT * FROM read_parquet({_q(items)})").fetchall()
+    }
     parts = ["'Title: ' || title"]
     if "year" in cols:
         parts.append("'Year: ' || year::VARCHAR")
@@ -287,21 +325,34 @@ def build_item_text(con: duckdb.DuckDBPyConnection, items: Path, out: Path) -> N
     if "subcategory" in cols:
         parts.append("'Subcategory: ' || subcategory")
     parts.append("'Description: ' || nullif(trim(description), '')")
-    _copy(con, f"""
+    _copy(
+        con,
+        f"""
         SELECT item_id, original_id, title,
-               concat_ws('; ', {', '.join(parts)}) AS text
-        FROM read_parquet({_q(items)}) ORDER BY item_id""", out)
+               concat_ws('; ', {", ".join(parts)}) AS text
+        FROM read_parquet({_q(items)}) ORDER BY item_id""",
+        out,
+    )
 
 
-def dataset_statistics(con: duckdb.DuckDBPyConnection, interactions: Path, *, dataset: str,
-                       kind: str, synthetic: bool, impressions: Path | None = None) -> dict:
+def dataset_statistics(
+    con: duckdb.DuckDBPyConnection,
+    interactions: Path,
+    *,
+    dataset: str,
+    kind: str,
+    synthetic: bool,
+    impressions: Path | None = None,
+) -> dict:
     """Users, items, interactions and density of the table the models read."""
     users, items, n = con.execute(f"""
         SELECT count(DISTINCT user_id), count(DISTINCT item_id), count(*)
         FROM read_parquet({_q(interactions)})""").fetchone()
-    behaviours = dict(con.execute(f"""
+    behaviours = dict(
+        con.execute(f"""
         SELECT behaviour, count(*) FROM read_parquet({_q(interactions)})
-        GROUP BY behaviour ORDER BY behaviour""").fetchall())
+        GROUP BY behaviour ORDER BY behaviour""").fetchall()
+    )
     stats = {
         "dataset": dataset,
         "kind": kind,
@@ -313,7 +364,9 @@ def dataset_statistics(con: duckdb.DuckDBPyConnection, interactions: Path, *, da
         "behaviours": behaviours,
     }
     if impressions is not None:
-        stats["impressions"] = dict(con.execute(f"""
+        stats["impressions"] = dict(
+            con.execute(f"""
             SELECT split, count(*) FROM read_parquet({_q(impressions)})
-            GROUP BY split ORDER BY split""").fetchall())
+            GROUP BY split ORDER BY split""").fetchall()
+        )
     return stats

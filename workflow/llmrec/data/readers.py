@@ -69,8 +69,9 @@ def report_malformed(path: Path, line: int, message: str, n_bad: int, skip: bool
             f"{path}: line {line}: {message} ({n_bad} malformed line(s) in all; set "
             f"skip_malformed: true for this dataset to skip them)"
         )
-    log.warning("%s: skipped %d malformed line(s), the first at line %d: %s",
-                path, n_bad, line, message)
+    log.warning(
+        "%s: skipped %d malformed line(s), the first at line %d: %s", path, n_bad, line, message
+    )
 
 
 def open_text(path: Path, encoding: str = "utf-8"):
@@ -148,8 +149,7 @@ def records_to_table(
         if batch or n == 0:
             writer.write_table(pa.Table.from_pylist(batch, schema=schema))
             n += len(batch)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet({_sql_str(str(scratch))})"
-    )
+    source = _sql_str(str(scratch))
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM read_parquet({source})")
     scratch.unlink()
     return n

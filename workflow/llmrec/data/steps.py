@@ -28,8 +28,9 @@ def _paths(mapping: Paths) -> dict[str, Path]:
     return {("items" if k == "item_table" else k): Path(v) for k, v in mapping.items()}
 
 
-def fetch(input: Paths, output: Paths, *, dataset: str, options: Mapping,
-          progress: bool = True) -> None:
+def fetch_dataset(
+    input: Paths, output: Paths, *, dataset: str, options: Mapping, progress: bool = True
+) -> None:
     """Get a dataset's source files by the route ``options['source']`` names; write the manifest.
 
     Routes: ``url`` (the source's URLs, or ``base_url``, a mirror with the same file names),
@@ -62,30 +63,53 @@ def fetch(input: Paths, output: Paths, *, dataset: str, options: Mapping,
     write_json(manifest, download.manifest_for(spec, source, raw_dir))
 
 
-def parse(input: Paths, output: Paths, *, dataset: str, options: Mapping,
-          threads: int = 1, mem_mb: int | None = None) -> None:
+def parse_dataset(
+    input: Paths,
+    output: Paths,
+    *,
+    dataset: str,
+    options: Mapping,
+    threads: int = 1,
+    mem_mb: int | None = None,
+) -> None:
     """Turn the fetched source files into the canonical tables (see ``canonical``)."""
     spec = get_spec(dataset)
     manifest = read_json(input["manifest"])
     out = _paths(output)
     with tempfile.TemporaryDirectory(dir=out["interactions"].parent) as scratch:
         con = encode.connect(mem_mb, threads, Path(scratch))
-        parser_module(spec.parser).load(con, Path(manifest["raw_dir"]), dict(options), Path(scratch))
+        parser_module(spec.parser).load(
+            con, Path(manifest["raw_dir"]), dict(options), Path(scratch)
+        )
         counts = write_canonical(con, out, dataset)
         con.close()
     log.info("%s canonical tables: %s", dataset, counts)
 
 
-def filter_interactions(input: Paths, output: Paths, *, dataset: str, filter: Mapping,
-                        threads: int = 1, mem_mb: int | None = None) -> None:
+def filter_interactions(
+    input: Paths,
+    output: Paths,
+    *,
+    dataset: str,
+    filter: Mapping,
+    threads: int = 1,
+    mem_mb: int | None = None,
+) -> None:
     """Apply the dataset's rating, behaviour and k-core filters."""
     con = encode.connect(mem_mb, threads)
     encode.filter_interactions(con, _paths(input), _paths(output), dataset=dataset, **filter)
 
 
-def split(input: Paths, output: Paths, *, protocol: str, seed: int = 0,
-          ratios: Sequence[float] = (0.8, 0.1, 0.1), threads: int = 1,
-          mem_mb: int | None = None) -> None:
+def split(
+    input: Paths,
+    output: Paths,
+    *,
+    protocol: str,
+    seed: int = 0,
+    ratios: Sequence[float] = (0.8, 0.1, 0.1),
+    threads: int = 1,
+    mem_mb: int | None = None,
+) -> None:
     """Write one split protocol: ``loo`` (leave-one-out by time), ``random`` (8:1:1 per user) or
     ``mind`` (the news source's own train/dev impressions)."""
     source, out = Path(input["table"]), Path(output["split"])
@@ -101,8 +125,13 @@ def split(input: Paths, output: Paths, *, protocol: str, seed: int = 0,
 
 def graph(input: Paths, output: Paths, threads: int = 1, mem_mb: int | None = None) -> None:
     con = encode.connect(mem_mb, threads)
-    info = encode.build_graph(con, Path(input["split"]), Path(input["item_table"]),
-                              Path(input["users"]), Path(output["graph"]))
+    info = encode.build_graph(
+        con,
+        Path(input["split"]),
+        Path(input["item_table"]),
+        Path(input["users"]),
+        Path(output["graph"]),
+    )
     log.info("graph %s: %s", output["graph"], info)
 
 
@@ -111,33 +140,44 @@ def sequences(input: Paths, output: Paths) -> None:
 
 
 def item_text(input: Paths, output: Paths, threads: int = 1) -> None:
-    encode.build_item_text(encode.connect(None, threads), Path(input["item_table"]),
-                           Path(output["text"]))
+    encode.build_item_text(
+        encode.connect(None, threads), Path(input["item_table"]), Path(output["text"])
+    )
 
 
-def statistics(input: Paths, output: Paths, *, dataset: str) -> None:
+def dataset_statistics(input: Paths, output: Paths, *, dataset: str) -> None:
     spec = get_spec(dataset)
     stats = encode.dataset_statistics(
-        encode.connect(), Path(input["interactions"]), dataset=dataset, kind=spec.kind,
+        encode.connect(),
+        Path(input["interactions"]),
+        dataset=dataset,
+        kind=spec.kind,
         synthetic=spec.synthetic,
         impressions=Path(input["impressions"]) if "impressions" in input else None,
     )
     write_json(output["stats"], stats)
 
 
-STATS_COLUMNS = ("dataset", "kind", "synthetic", "users", "items", "interactions", "density",
-                 "impressions")
+STATS_COLUMNS = (
+    "dataset",
+    "kind",
+    "synthetic",
+    "users",
+    "items",
+    "interactions",
+    "density",
+    "impressions",
+)
 
 
-def collect_statistics(input: Paths, output: Paths, provenance: Mapping | None = None) -> None:
+def dataset_table(input: Paths, output: Paths, provenance: Mapping | None = None) -> None:
     """Gather every dataset's statistics into the studies' dataset table (CSV), each row
     stamped with the git commit and the config hash (``llmrec.provenance``)."""
     stats = input["stats"]
     rows = [read_json(p) for p in ([stats] if isinstance(stats, (str, Path)) else stats)]
     stamped = stamp(provenance)
     with atomic_path(output["table"]) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*STATS_COLUMNS, *stamped],
-                                extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=[*STATS_COLUMNS, *stamped], extrasaction="ignore")
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["dataset"]):
             row = dict(row) | stamped

@@ -48,7 +48,7 @@ import contextlib
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -57,57 +57,342 @@ from ..io import atomic_path
 
 # category: (share of articles, subcategories, topic words)
 TOPICS: dict[str, tuple[float, tuple[str, ...], tuple[str, ...]]] = {
-    "news": (0.26, ("newsus", "newspolitics", "newsworld", "newscrime"), (
-        "senate", "governor", "election", "police", "court", "vote", "president", "congress",
-        "mayor", "judge", "protest", "officials", "campaign", "investigation", "policy", "trial",
-        "border", "lawmakers")),
-    "sports": (0.24, ("football_nfl", "basketball_nba", "baseball_mlb", "soccer"), (
-        "coach", "season", "quarterback", "playoff", "touchdown", "team", "league", "injury",
-        "score", "championship", "roster", "draft", "fans", "victory", "defense", "stadium",
-        "rookie", "trade")),
-    "finance": (0.07, ("markets", "finance-companies", "personalfinance"), (
-        "stocks", "market", "investors", "earnings", "shares", "economy", "retirement", "savings",
-        "bank", "interest", "rates", "profit", "tax", "dividend", "inflation", "budget")),
-    "foodanddrink": (0.06, ("recipes", "restaurantsandnews"), (
-        "recipe", "dinner", "chicken", "dessert", "restaurant", "chef", "baking", "cheese",
-        "soup", "pie", "menu", "coffee", "salad", "flavor", "kitchen", "wine")),
-    "lifestyle": (0.06, ("lifestyleroyals", "lifestylebuzz", "lifestylehomeandgarden"), (
-        "royal", "wedding", "home", "garden", "fashion", "holiday", "family", "style", "decor",
-        "gift", "pets", "dog", "shopping", "princess", "design", "celebration")),
-    "travel": (0.04, ("traveltrivia", "travelnews"), (
-        "flight", "airport", "hotel", "beach", "island", "cruise", "vacation", "airline",
-        "passengers", "destination", "resort", "tourists", "trip", "park", "city", "luggage")),
-    "weather": (0.04, ("weathertopstories", "weathernews"), (
-        "storm", "snow", "rain", "forecast", "temperatures", "winds", "hurricane", "flood",
-        "cold", "heat", "tornado", "freeze", "warning", "showers", "weekend", "degrees")),
-    "health": (0.04, ("wellness", "medical", "weightloss"), (
-        "doctors", "study", "sleep", "diet", "cancer", "heart", "patients", "exercise",
-        "weight", "vaccine", "symptoms", "hospital", "brain", "fitness", "disease", "healthy")),
-    "autos": (0.04, ("autosnews", "autosenthusiasts"), (
-        "car", "truck", "engine", "electric", "driver", "sedan", "recall", "horsepower",
-        "dealer", "suv", "pickup", "road", "model", "racing", "mileage", "brakes")),
-    "tv": (0.04, ("tvnews", "tv-celebrity"), (
-        "episode", "series", "finale", "host", "network", "show", "season", "streaming",
-        "sitcom", "cast", "premiere", "contestant", "reality", "ratings", "drama", "spinoff")),
-    "music": (0.03, ("musicnews", "music-celebrity"), (
-        "album", "singer", "tour", "concert", "band", "song", "grammy", "rapper", "stage",
-        "guitar", "lyrics", "festival", "chart", "single", "duet", "playlist")),
-    "movies": (0.04, ("movienews", "movies-celebrity"), (
-        "film", "director", "actor", "actress", "sequel", "trailer", "box", "office", "premiere",
-        "oscar", "studio", "franchise", "script", "screen", "villain", "blockbuster")),
-    "entertainment": (0.04, ("celebrity", "entertainment-celebrity"), (
-        "celebrity", "star", "divorce", "couple", "instagram", "photos", "interview", "award",
-        "red", "carpet", "gossip", "fans", "birthday", "baby", "rumor", "tribute")),
+    "news": (
+        0.26,
+        ("newsus", "newspolitics", "newsworld", "newscrime"),
+        (
+            "senate",
+            "governor",
+            "election",
+            "police",
+            "court",
+            "vote",
+            "president",
+            "congress",
+            "mayor",
+            "judge",
+            "protest",
+            "officials",
+            "campaign",
+            "investigation",
+            "policy",
+            "trial",
+            "border",
+            "lawmakers",
+        ),
+    ),
+    "sports": (
+        0.24,
+        ("football_nfl", "basketball_nba", "baseball_mlb", "soccer"),
+        (
+            "coach",
+            "season",
+            "quarterback",
+            "playoff",
+            "touchdown",
+            "team",
+            "league",
+            "injury",
+            "score",
+            "championship",
+            "roster",
+            "draft",
+            "fans",
+            "victory",
+            "defense",
+            "stadium",
+            "rookie",
+            "trade",
+        ),
+    ),
+    "finance": (
+        0.07,
+        ("markets", "finance-companies", "personalfinance"),
+        (
+            "stocks",
+            "market",
+            "investors",
+            "earnings",
+            "shares",
+            "economy",
+            "retirement",
+            "savings",
+            "bank",
+            "interest",
+            "rates",
+            "profit",
+            "tax",
+            "dividend",
+            "inflation",
+            "budget",
+        ),
+    ),
+    "foodanddrink": (
+        0.06,
+        ("recipes", "restaurantsandnews"),
+        (
+            "recipe",
+            "dinner",
+            "chicken",
+            "dessert",
+            "restaurant",
+            "chef",
+            "baking",
+            "cheese",
+            "soup",
+            "pie",
+            "menu",
+            "coffee",
+            "salad",
+            "flavor",
+            "kitchen",
+            "wine",
+        ),
+    ),
+    "lifestyle": (
+        0.06,
+        ("lifestyleroyals", "lifestylebuzz", "lifestylehomeandgarden"),
+        (
+            "royal",
+            "wedding",
+            "home",
+            "garden",
+            "fashion",
+            "holiday",
+            "family",
+            "style",
+            "decor",
+            "gift",
+            "pets",
+            "dog",
+            "shopping",
+            "princess",
+            "design",
+            "celebration",
+        ),
+    ),
+    "travel": (
+        0.04,
+        ("traveltrivia", "travelnews"),
+        (
+            "flight",
+            "airport",
+            "hotel",
+            "beach",
+            "island",
+            "cruise",
+            "vacation",
+            "airline",
+            "passengers",
+            "destination",
+            "resort",
+            "tourists",
+            "trip",
+            "park",
+            "city",
+            "luggage",
+        ),
+    ),
+    "weather": (
+        0.04,
+        ("weathertopstories", "weathernews"),
+        (
+            "storm",
+            "snow",
+            "rain",
+            "forecast",
+            "temperatures",
+            "winds",
+            "hurricane",
+            "flood",
+            "cold",
+            "heat",
+            "tornado",
+            "freeze",
+            "warning",
+            "showers",
+            "weekend",
+            "degrees",
+        ),
+    ),
+    "health": (
+        0.04,
+        ("wellness", "medical", "weightloss"),
+        (
+            "doctors",
+            "study",
+            "sleep",
+            "diet",
+            "cancer",
+            "heart",
+            "patients",
+            "exercise",
+            "weight",
+            "vaccine",
+            "symptoms",
+            "hospital",
+            "brain",
+            "fitness",
+            "disease",
+            "healthy",
+        ),
+    ),
+    "autos": (
+        0.04,
+        ("autosnews", "autosenthusiasts"),
+        (
+            "car",
+            "truck",
+            "engine",
+            "electric",
+            "driver",
+            "sedan",
+            "recall",
+            "horsepower",
+            "dealer",
+            "suv",
+            "pickup",
+            "road",
+            "model",
+            "racing",
+            "mileage",
+            "brakes",
+        ),
+    ),
+    "tv": (
+        0.04,
+        ("tvnews", "tv-celebrity"),
+        (
+            "episode",
+            "series",
+            "finale",
+            "host",
+            "network",
+            "show",
+            "season",
+            "streaming",
+            "sitcom",
+            "cast",
+            "premiere",
+            "contestant",
+            "reality",
+            "ratings",
+            "drama",
+            "spinoff",
+        ),
+    ),
+    "music": (
+        0.03,
+        ("musicnews", "music-celebrity"),
+        (
+            "album",
+            "singer",
+            "tour",
+            "concert",
+            "band",
+            "song",
+            "grammy",
+            "rapper",
+            "stage",
+            "guitar",
+            "lyrics",
+            "festival",
+            "chart",
+            "single",
+            "duet",
+            "playlist",
+        ),
+    ),
+    "movies": (
+        0.04,
+        ("movienews", "movies-celebrity"),
+        (
+            "film",
+            "director",
+            "actor",
+            "actress",
+            "sequel",
+            "trailer",
+            "box",
+            "office",
+            "premiere",
+            "oscar",
+            "studio",
+            "franchise",
+            "script",
+            "screen",
+            "villain",
+            "blockbuster",
+        ),
+    ),
+    "entertainment": (
+        0.04,
+        ("celebrity", "entertainment-celebrity"),
+        (
+            "celebrity",
+            "star",
+            "divorce",
+            "couple",
+            "instagram",
+            "photos",
+            "interview",
+            "award",
+            "red",
+            "carpet",
+            "gossip",
+            "fans",
+            "birthday",
+            "baby",
+            "rumor",
+            "tribute",
+        ),
+    ),
 }
 
 COMMON_WORDS = (
-    "the", "a", "of", "to", "in", "for", "on", "with", "after", "how", "why", "what", "new",
-    "says", "first", "over", "more", "this", "week", "year", "people", "report", "could",
-    "about", "just", "now", "top", "big", "best", "here", "is", "are", "and", "at", "your",
-    "will", "back", "last", "may", "one",
+    "the",
+    "a",
+    "of",
+    "to",
+    "in",
+    "for",
+    "on",
+    "with",
+    "after",
+    "how",
+    "why",
+    "what",
+    "new",
+    "says",
+    "first",
+    "over",
+    "more",
+    "this",
+    "week",
+    "year",
+    "people",
+    "report",
+    "could",
+    "about",
+    "just",
+    "now",
+    "top",
+    "big",
+    "best",
+    "here",
+    "is",
+    "are",
+    "and",
+    "at",
+    "your",
+    "will",
+    "back",
+    "last",
+    "may",
+    "one",
 )
 
-TIME_ORIGIN = datetime(1970, 1, 1, tzinfo=timezone.utc)
+TIME_ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 CHUNK = 1024  # impressions simulated together; bounds the chunk x shelf work arrays
 
 
@@ -118,8 +403,13 @@ class _Articles:
     log_quality: np.ndarray  # (n_news,)
 
 
-def _text(rng: np.random.Generator, topic_words: np.ndarray, sub_words: np.ndarray,
-          n_words: int, topic_share: float) -> list[str]:
+def _text(
+    rng: np.random.Generator,
+    topic_words: np.ndarray,
+    sub_words: np.ndarray,
+    n_words: int,
+    topic_share: float,
+) -> list[str]:
     kind = rng.random(n_words)
     words = []
     for u in kind:
@@ -149,11 +439,21 @@ def _news_rows(rng: np.random.Generator, topic: np.ndarray) -> list[str]:
         title = _text(rng, topic_words, sub_vocab[name, sub], int(rng.integers(6, 13)), 0.55)
         abstract = _text(rng, topic_words, sub_vocab[name, sub], int(rng.integers(14, 29)), 0.4)
         news_id = f"N{j + 1}"
-        lines.append("\t".join((
-            news_id, name, sub, " ".join(title).capitalize(),
-            " ".join(abstract).capitalize() + ".",
-            f"https://example.invalid/synthetic/{news_id}", "[]", "[]",
-        )) + "\n")
+        lines.append(
+            "\t".join(
+                (
+                    news_id,
+                    name,
+                    sub,
+                    " ".join(title).capitalize(),
+                    " ".join(abstract).capitalize() + ".",
+                    f"https://example.invalid/synthetic/{news_id}",
+                    "[]",
+                    "[]",
+                )
+            )
+            + "\n"
+        )
     return lines
 
 
@@ -181,7 +481,7 @@ def _simulate(
     """
     log2 = math.log(2.0)
     for lo in range(0, len(users), CHUNK):
-        u, t = users[lo:lo + CHUNK], hours[lo:lo + CHUNK]
+        u, t = users[lo : lo + CHUNK], hours[lo : lo + CHUNK]
         first = np.searchsorted(articles.published, t[0] - p["shelf_hours"], side="left")
         last = np.searchsorted(articles.published, t[-1], side="right")
         pool = np.arange(first, last)
@@ -190,8 +490,9 @@ def _simulate(
         decay = log2 * age / p["half_life_hours"]
         log_attr = np.where(on_shelf, articles.log_quality[pool] - decay, -np.inf)
         n_shelf = on_shelf.sum(axis=1)
-        length = np.minimum(2 + rng.poisson(p["mean_candidates"] - 2, size=len(u)),
-                            p["max_candidates"])
+        length = np.minimum(
+            2 + rng.poisson(p["mean_candidates"] - 2, size=len(u)), p["max_candidates"]
+        )
         length = np.minimum(length, n_shelf)
         n_pop = rng.binomial(length, p["popular_share"])
         n_fresh = length - n_pop
@@ -201,20 +502,29 @@ def _simulate(
         taken = np.zeros_like(on_shelf)
         rows, cols = np.nonzero(np.arange(popular.shape[1])[None, :] < n_pop[:, None])
         taken[rows, popular[rows, cols]] = True
-        fresh = _top_k(np.where(on_shelf & ~taken, rng.random(on_shelf.shape), -1.0),
-                       int(n_fresh.max(initial=0)))
+        fresh = _top_k(
+            np.where(on_shelf & ~taken, rng.random(on_shelf.shape), -1.0),
+            int(n_fresh.max(initial=0)),
+        )
 
         shown = np.concatenate([popular, fresh], axis=1)
-        valid = np.concatenate([np.arange(popular.shape[1])[None, :] < n_pop[:, None],
-                                np.arange(fresh.shape[1])[None, :] < n_fresh[:, None]], axis=1)
+        valid = np.concatenate(
+            [
+                np.arange(popular.shape[1])[None, :] < n_pop[:, None],
+                np.arange(fresh.shape[1])[None, :] < n_fresh[:, None],
+            ],
+            axis=1,
+        )
         order = np.argsort(np.where(valid, rng.random(valid.shape), 2.0), axis=1)
         shown = np.take_along_axis(shown, order, axis=1)
         valid = np.take_along_axis(valid, order, axis=1)
 
         affinity = interests[u[:, None], articles.topic[pool[shown]]]
-        utility = (p["affinity_weight"] * np.log(affinity + 0.01)
-                   + p["popularity_weight"] * np.take_along_axis(log_attr, shown, axis=1)
-                   + rng.gumbel(size=shown.shape))
+        utility = (
+            p["affinity_weight"] * np.log(affinity + 0.01)
+            + p["popularity_weight"] * np.take_along_axis(log_attr, shown, axis=1)
+            + rng.gumbel(size=shown.shape)
+        )
         utility = np.where(valid, utility, -np.inf)
         n_clicks = np.minimum(1 + rng.poisson(p["extra_clicks"], size=len(u)), length)
         rank = np.argsort(np.argsort(-utility, axis=1, kind="stable"), axis=1, kind="stable")
@@ -231,8 +541,10 @@ def _format_time(seconds: int) -> str:
     moment = TIME_ORIGIN + timedelta(seconds=seconds)
     hour = moment.hour % 12 or 12
     half = "AM" if moment.hour < 12 else "PM"
-    return (f"{moment.month}/{moment.day}/{moment.year} "
-            f"{hour}:{moment.minute:02d}:{moment.second:02d} {half}")
+    return (
+        f"{moment.month}/{moment.day}/{moment.year} "
+        f"{hour}:{moment.minute:02d}:{moment.second:02d} {half}"
+    )
 
 
 def _impression_times(rng: np.random.Generator, counts: np.ndarray, lo_s: int, hi_s: int):
@@ -293,16 +605,23 @@ def generate(
         extra_clicks: mean number of clicks beyond the first in an impression.
     """
     if not 0 < dev_days < n_days:
-        raise ValueError(f"dev_days must lie between 1 and n_days - 1 = {n_days - 1}, "
-                         f"got {dev_days}")
+        raise ValueError(
+            f"dev_days must lie between 1 and n_days - 1 = {n_days - 1}, got {dev_days}"
+        )
     if mean_candidates < 2:
         raise ValueError(f"mean_candidates must be at least 2, got {mean_candidates}")
     rng = np.random.default_rng(seed)
     out_dir = Path(out_dir)
-    params = dict(mean_candidates=mean_candidates, max_candidates=max_candidates,
-                  popular_share=popular_share, shelf_hours=shelf_hours,
-                  half_life_hours=half_life_hours, affinity_weight=affinity_weight,
-                  popularity_weight=popularity_weight, extra_clicks=extra_clicks)
+    params = dict(
+        mean_candidates=mean_candidates,
+        max_candidates=max_candidates,
+        popular_share=popular_share,
+        shelf_hours=shelf_hours,
+        half_life_hours=half_life_hours,
+        affinity_weight=affinity_weight,
+        popularity_weight=popularity_weight,
+        extra_clicks=extra_clicks,
+    )
 
     shares = np.array([share for share, _, _ in TOPICS.values()])
     shares /= shares.sum()
@@ -315,7 +634,7 @@ def generate(
     news_lines = _news_rows(rng, articles.topic)
 
     interests = rng.dirichlet(topic_concentration * shares, size=n_users)
-    activity = rng.lognormal(-activity_sigma**2 / 2, activity_sigma, size=n_users)
+    activity = rng.lognormal(-(activity_sigma**2) / 2, activity_sigma, size=n_users)
     logged = rng.poisson(impressions_per_user * activity)
     warm = rng.poisson(impressions_per_user * activity * warmup_days / n_days)
 
@@ -328,21 +647,29 @@ def generate(
     users, seconds = _impression_times(rng, logged, 0, n_days * 86400)
     dev_from = (n_days - dev_days) * 86400
     first_day = date.fromisoformat(str(start))
-    offset = int((datetime(first_day.year, first_day.month, first_day.day, tzinfo=timezone.utc)
-                  - TIME_ORIGIN).total_seconds())
+    offset = int(
+        (
+            datetime(first_day.year, first_day.month, first_day.day, tzinfo=UTC) - TIME_ORIGIN
+        ).total_seconds()
+    )
     splits = ("train", "dev")
     counts = dict.fromkeys(("train", "dev", "clicks", "candidates"), 0)
     mentioned = {split: np.zeros(n_news, dtype=bool) for split in splits}
     history_lengths: dict[int, int] = {}
     with contextlib.ExitStack() as stack:
         # Every file is renamed into place only after all of them were written.
-        tmp = {(split, name): stack.enter_context(
-                   atomic_path(out_dir / f"synthetic_{split}" / name))
-               for split in splits for name in ("behaviors.tsv", "news.tsv")}
+        tmp = {
+            (split, name): stack.enter_context(atomic_path(out_dir / f"synthetic_{split}" / name))
+            for split in splits
+            for name in ("behaviors.tsv", "news.tsv")
+        }
         readme = stack.enter_context(atomic_path(out_dir / "README.txt"))
-        behaviours = {split: stack.enter_context(
-            open(tmp[split, "behaviors.tsv"], "w", encoding="utf-8", newline="\n"))
-            for split in splits}
+        behaviours = {
+            split: stack.enter_context(
+                open(tmp[split, "behaviors.tsv"], "w", encoding="utf-8", newline="\n")
+            )
+            for split in splits
+        }
         for i, shown, labels in _simulate(rng, articles, interests, users, seconds / 3600, params):
             user, second = int(users[i]), int(seconds[i])
             split = "dev" if second >= dev_from else "train"
@@ -353,11 +680,20 @@ def generate(
             history_lengths.setdefault(user, len(past))
             mentioned[split][shown] = True
             mentioned[split][past] = True
-            behaviours[split].write("\t".join((
-                str(counts[split]), f"U{user + 1}", _format_time(offset + second),
-                " ".join(f"N{j + 1}" for j in past),
-                " ".join(f"N{j + 1}-{label}" for j, label in zip(shown.tolist(), labels.tolist())),
-            )) + "\n")
+            behaviours[split].write(
+                "\t".join(
+                    (
+                        str(counts[split]),
+                        f"U{user + 1}",
+                        _format_time(offset + second),
+                        " ".join(f"N{j + 1}" for j in past),
+                        " ".join(
+                            f"N{j + 1}-{label}" for j, label in zip(shown.tolist(), labels.tolist())
+                        ),
+                    )
+                )
+                + "\n"
+            )
         for fh in behaviours.values():
             fh.close()
         for split in splits:
@@ -366,7 +702,8 @@ def generate(
         readme.write_text(
             "SYNTHETIC news logs in MIND format, generated by llmrec.data.synthetic_news "
             f"(seed {seed}).\nNo real user or article is described here; every url points to "
-            "example.invalid/synthetic.\n")
+            "example.invalid/synthetic.\n"
+        )
 
     lengths = np.array(list(history_lengths.values()), dtype=float)
     n_impressions = counts["train"] + counts["dev"]

@@ -1,12 +1,23 @@
 """Evaluation shared by every study: full-ranking metrics, significance tests, diversity."""
 
-from .diversity import (average_popularity, coverage, gini, intra_list_diversity, novelty,
-                        tail_share)
+from .diversity import average_popularity, coverage, gini, intra_list_diversity, novelty, tail_share
 from .ranking import METRICS, PAD, ScoresFn, evaluate, ranking_metrics, summarize, topk
 from .significance import compare, paired_tests
 
 __all__ = [
-    "METRICS", "PAD", "ScoresFn", "average_popularity", "compare", "coverage", "evaluate", "gini",
-    "intra_list_diversity", "novelty", "paired_tests", "ranking_metrics", "summarize",
-    "tail_share", "topk",
+    "METRICS",
+    "PAD",
+    "ScoresFn",
+    "average_popularity",
+    "compare",
+    "coverage",
+    "evaluate",
+    "gini",
+    "intra_list_diversity",
+    "novelty",
+    "paired_tests",
+    "ranking_metrics",
+    "summarize",
+    "tail_share",
+    "topk",
 ]

@@ -59,8 +59,11 @@ def gini(top: np.ndarray, n_items: int) -> float:
     return float((weights * counts).sum() / (n * counts.sum()))
 
 
-def intra_list_diversity(top: np.ndarray, item_vectors: np.ndarray | None = None,
-                         item_categories: np.ndarray | None = None) -> np.ndarray:
+def intra_list_diversity(
+    top: np.ndarray,
+    item_vectors: np.ndarray | None = None,
+    item_categories: np.ndarray | None = None,
+) -> np.ndarray:
     """Per user, the mean dissimilarity over all pairs of items in the list.
 
     Give exactly one of:
@@ -83,17 +86,16 @@ def intra_list_diversity(top: np.ndarray, item_vectors: np.ndarray | None = None
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         unit = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
         for lo in range(0, len(items), CHUNK):
-            v = unit[items[lo:lo + CHUNK]] * mask[lo:lo + CHUNK, :, None]
+            v = unit[items[lo : lo + CHUNK]] * mask[lo : lo + CHUNK, :, None]
             # sum_{i != j} cos_ij = |sum_i v_i|^2 - sum_i |v_i|^2: no k x k matrix needed.
-            similar[lo:lo + CHUNK] = ((v.sum(axis=1) ** 2).sum(axis=1)
-                                      - (v ** 2).sum(axis=(1, 2)))
+            similar[lo : lo + CHUNK] = (v.sum(axis=1) ** 2).sum(axis=1) - (v**2).sum(axis=(1, 2))
     else:
         _, labels = np.unique(np.asarray(item_categories), return_inverse=True)
         for lo in range(0, len(items), CHUNK):
-            c = np.where(mask[lo:lo + CHUNK], labels[items[lo:lo + CHUNK]], -1)
+            c = np.where(mask[lo : lo + CHUNK], labels[items[lo : lo + CHUNK]], -1)
             equal = (c[:, :, None] == c[:, None, :]) & (c[:, :, None] >= 0)
             # The diagonal (each item with itself) is not a pair.
-            similar[lo:lo + CHUNK] = equal.sum(axis=(1, 2)) - m[lo:lo + CHUNK]
+            similar[lo : lo + CHUNK] = equal.sum(axis=(1, 2)) - m[lo : lo + CHUNK]
     return np.divide(pairs - similar, pairs, out=np.full(len(items), np.nan), where=pairs > 0)
 
 

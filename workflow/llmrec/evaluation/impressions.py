@@ -51,7 +51,7 @@ def mrr(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def _dcg(gains: np.ndarray, k: int) -> float:
     gains = gains[:k]
-    return float(((2.0 ** gains - 1) / np.log2(np.arange(2, len(gains) + 2))).sum())
+    return float(((2.0**gains - 1) / np.log2(np.arange(2, len(gains) + 2))).sum())
 
 
 def ndcg(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -63,8 +63,11 @@ def ndcg(labels: np.ndarray, scores: np.ndarray, k: int) -> float:
     return _dcg(labels[_order(scores)], k) / ideal
 
 
-def impression_metrics(labels: Sequence[np.ndarray], scores: Sequence[np.ndarray],
-                       impression_ids: Sequence[int] | None = None) -> pd.DataFrame:
+def impression_metrics(
+    labels: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    impression_ids: Sequence[int] | None = None,
+) -> pd.DataFrame:
     """One row per impression: ``impression_id`` (or its position) and the four metrics."""
     if len(labels) != len(scores):
         raise ValueError(f"{len(labels)} label lists but {len(scores)} score lists")

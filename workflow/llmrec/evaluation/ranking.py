@@ -38,8 +38,9 @@ PAD = -1
 """Item id that fills a list when a user has fewer than k candidate items."""
 
 
-def topk(scores_fn: ScoresFn, users: np.ndarray, exclude: sp.csr_matrix, k: int,
-         batch_size: int = 1024) -> np.ndarray:
+def topk(
+    scores_fn: ScoresFn, users: np.ndarray, exclude: sp.csr_matrix, k: int, batch_size: int = 1024
+) -> np.ndarray:
     """Rank all items for ``users`` and return the ids of the best ``k``, best first.
 
     Args:
@@ -72,18 +73,22 @@ def topk(scores_fn: ScoresFn, users: np.ndarray, exclude: sp.csr_matrix, k: int,
     depth = min(k, n_items)
     with torch.no_grad():
         for lo in range(0, len(users), batch_size):
-            batch = users[lo:lo + batch_size]
+            batch = users[lo : lo + batch_size]
             scores = scores_fn(torch.from_numpy(batch))
             if scores.shape != (len(batch), n_items):
-                raise ValueError(f"scores_fn returned shape {tuple(scores.shape)} for "
-                                 f"{len(batch)} users; expected ({len(batch)}, {n_items})")
+                raise ValueError(
+                    f"scores_fn returned shape {tuple(scores.shape)} for "
+                    f"{len(batch)} users; expected ({len(batch)}, {n_items})"
+                )
             scores = scores.to(dtype=torch.float32, copy=True)
             nan_rows = torch.isnan(scores).any(1).cpu().numpy()
             if nan_rows.any():
-                raise ValueError(f"scores_fn returned NaN scores for {nan_rows.sum()} users, "
-                                 f"the first being user {batch[nan_rows][0]}")
+                raise ValueError(
+                    f"scores_fn returned NaN scores for {nan_rows.sum()} users, "
+                    f"the first being user {batch[nan_rows][0]}"
+                )
             _mask(scores, exclude[batch])
-            out[lo:lo + len(batch), :depth] = _top_rows(scores, depth).cpu().numpy()
+            out[lo : lo + len(batch), :depth] = _top_rows(scores, depth).cpu().numpy()
     return out
 
 
@@ -131,8 +136,9 @@ def _relevant_rows(truth: sp.csr_matrix, users: np.ndarray) -> sp.csr_matrix:
     return rows
 
 
-def ranking_metrics(top: np.ndarray, truth: sp.csr_matrix, users: np.ndarray,
-                    ks: Sequence[int]) -> pd.DataFrame:
+def ranking_metrics(
+    top: np.ndarray, truth: sp.csr_matrix, users: np.ndarray, ks: Sequence[int]
+) -> pd.DataFrame:
     """Per-user recall, NDCG, MRR, hit rate and precision at each k (see the module docstring).
 
     Args:
@@ -151,8 +157,7 @@ def ranking_metrics(top: np.ndarray, truth: sp.csr_matrix, users: np.ndarray,
     users = np.asarray(users, dtype=np.int64)
     ks = [int(k) for k in ks]
     if top.ndim != 2 or len(top) != len(users):
-        raise ValueError(f"top must have one row per user: shape {top.shape}, "
-                         f"{len(users)} users")
+        raise ValueError(f"top must have one row per user: shape {top.shape}, {len(users)} users")
     if not ks or min(ks) < 1 or max(ks) > top.shape[1]:
         raise ValueError(f"cut-offs {ks} must be between 1 and the list length {top.shape[1]}")
     rel = _relevant_rows(truth, users)
@@ -160,7 +165,7 @@ def ranking_metrics(top: np.ndarray, truth: sp.csr_matrix, users: np.ndarray,
     keep = n_rel > 0
     top, users, n_rel = top[keep], users[keep], n_rel[keep]
     rel = rel[keep]
-    hits = _hits(top[:, :max(ks)], rel)
+    hits = _hits(top[:, : max(ks)], rel)
 
     positions = np.arange(1, hits.shape[1] + 1)
     discount = 1.0 / np.log2(positions + 1)
@@ -196,8 +201,13 @@ def _hits(top: np.ndarray, rel: sp.csr_matrix) -> np.ndarray:
     return found & (top >= 0)
 
 
-def evaluate(scores_fn: ScoresFn, truth: sp.csr_matrix, exclude: sp.csr_matrix,
-             ks: Sequence[int], batch_size: int = 1024) -> pd.DataFrame:
+def evaluate(
+    scores_fn: ScoresFn,
+    truth: sp.csr_matrix,
+    exclude: sp.csr_matrix,
+    ks: Sequence[int],
+    batch_size: int = 1024,
+) -> pd.DataFrame:
     """Rank for every user with a relevant item in ``truth`` and return ``ranking_metrics``.
 
     ``exclude`` holds the items never to recommend (training, plus validation when testing);

@@ -37,8 +37,9 @@ def paired_tests(a: np.ndarray, b: np.ndarray) -> dict[str, float | int]:
     return result
 
 
-def compare(per_user_a: pd.DataFrame, per_user_b: pd.DataFrame,
-            metric: str, key: str = "user_id") -> dict[str, float | int]:
+def compare(
+    per_user_a: pd.DataFrame, per_user_b: pd.DataFrame, metric: str, key: str = "user_id"
+) -> dict[str, float | int]:
     """``paired_tests`` of one metric column over the users both tables share.
 
     The tables are ``ranking_metrics`` outputs; they are joined on ``key`` (inner; default
@@ -48,10 +49,12 @@ def compare(per_user_a: pd.DataFrame, per_user_b: pd.DataFrame,
     """
     for name, table in (("a", per_user_a), ("b", per_user_b)):
         if metric not in table.columns:
-            raise KeyError(f"metric {metric!r} is not a column of table {name}: "
-                           f"{list(table.columns)}")
+            raise KeyError(
+                f"metric {metric!r} is not a column of table {name}: {list(table.columns)}"
+            )
     both = per_user_a[[key, metric]].merge(
-        per_user_b[[key, metric]], on=key, suffixes=("_a", "_b"), validate="one_to_one")
+        per_user_b[[key, metric]], on=key, suffixes=("_a", "_b"), validate="one_to_one"
+    )
     both = both.dropna()  # e.g. AUC of an impression without a non-click
     if both.empty:
         raise ValueError(f"the two tables share no {key}: they cannot be compared")

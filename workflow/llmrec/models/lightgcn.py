@@ -19,16 +19,21 @@ def sparse_adjacency(adj: sp.csr_matrix, device: str | torch.device = "cpu") -> 
     adj = sp.csr_matrix(adj, dtype=np.float32)
     adj.sort_indices()
     if adj.shape[0] != adj.shape[1] or abs(adj - adj.T).max() > 1e-6:
-        raise ValueError(f"LightGCN needs a symmetric square adjacency, got one of shape "
-                         f"{adj.shape} that differs from its transpose")
+        raise ValueError(
+            f"LightGCN needs a symmetric square adjacency, got one of shape "
+            f"{adj.shape} that differs from its transpose"
+        )
     # 32-bit indices where they fit: half the memory, and torch.sparse.mm (MKL) would convert
     # 64-bit ones on every call.
     index = np.int32 if adj.nnz < 2**31 else np.int64
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(adj.indptr.astype(index)), torch.from_numpy(adj.indices.astype(index)),
-            torch.from_numpy(adj.data), size=adj.shape, check_invariants=False,
+            torch.from_numpy(adj.indptr.astype(index)),
+            torch.from_numpy(adj.indices.astype(index)),
+            torch.from_numpy(adj.data),
+            size=adj.shape,
+            check_invariants=False,
         ).to(device)
 
 
@@ -38,8 +43,14 @@ def csr_matmul(adj: Tensor, x: Tensor) -> Tensor:
     Each output row is a weighted sum of rows of ``x``: exactly an ``embedding_bag``, whose
     FBGEMM kernel ran this product 2.7x faster than ``torch.sparse.mm`` (MKL) on ml-100k.
     """
-    return F.embedding_bag(adj.col_indices(), x, adj.crow_indices(), mode="sum",
-                           per_sample_weights=adj.values(), include_last_offset=True)
+    return F.embedding_bag(
+        adj.col_indices(),
+        x,
+        adj.crow_indices(),
+        mode="sum",
+        per_sample_weights=adj.values(),
+        include_last_offset=True,
+    )
 
 
 class SymmetricSpmm(torch.autograd.Function):
@@ -81,8 +92,9 @@ class LightGCN(nn.Module):
         num_layers (int, optional): Number of propagation layers :math:`K`. (default: :obj:`3`)
     """
 
-    def __init__(self, num_users: int, num_items: int, embedding_dim: int = 64,
-                 num_layers: int = 3) -> None:
+    def __init__(
+        self, num_users: int, num_items: int, embedding_dim: int = 64, num_layers: int = 3
+    ) -> None:
         super().__init__()
         self.num_users = num_users
         self.num_items = num_items
@@ -104,14 +116,15 @@ class LightGCN(nn.Module):
             x = SymmetricSpmm.apply(adj, x)
             total = total + x
         final = total / (self.num_layers + 1)
-        return final[:self.num_users], final[self.num_users:]
+        return final[: self.num_users], final[self.num_users :]
 
     def scores(self, users: Tensor, user_final: Tensor, item_final: Tensor) -> Tensor:
         """Scores ``[len(users), num_items]`` of every item for ``users``."""
         return user_final[users] @ item_final.T
 
-    def bpr_loss(self, users: Tensor, pos: Tensor, neg: Tensor, user_final: Tensor,
-                 item_final: Tensor) -> tuple[Tensor, Tensor]:
+    def bpr_loss(
+        self, users: Tensor, pos: Tensor, neg: Tensor, user_final: Tensor, item_final: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Mean BPR loss of the ``(user, pos, neg)`` triples and their L2 term.
 
         The L2 term is ``1/2 (|e_u|^2 + |e_pos|^2 + |e_neg|^2) / batch`` on the batch's ego
@@ -125,10 +138,15 @@ class LightGCN(nn.Module):
         user_ego, item_ego = self.user_embedding.weight, self.item_embedding.weight
         user_count = torch.bincount(users, minlength=self.num_users).to(user_ego.dtype)
         item_count = torch.bincount(items.flatten(), minlength=self.num_items).to(item_ego.dtype)
-        reg = 0.5 * (user_count @ user_ego.square().sum(1)
-                     + item_count @ item_ego.square().sum(1)) / len(users)
+        reg = (
+            0.5
+            * (user_count @ user_ego.square().sum(1) + item_count @ item_ego.square().sum(1))
+            / len(users)
+        )
         return bpr, reg
 
     def extra_repr(self) -> str:
-        return (f"{self.num_users}, {self.num_items}, embedding_dim={self.embedding_dim}, "
-                f"num_layers={self.num_layers}")
+        return (
+            f"{self.num_users}, {self.num_items}, embedding_dim={self.embedding_dim}, "
+            f"num_layers={self.num_layers}"
+        )

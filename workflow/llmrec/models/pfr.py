@@ -4,8 +4,9 @@ The collaborative side is :class:`~llmrec.models.lightgcn.LightGCN`. The semanti
 fixed matrix of text embeddings per user and per item (a BERT-type sentence encoder applied to
 LLM-written profiles). A small MLP projects the semantic vectors into the collaborative space and
 an InfoNCE loss pulls each node's collaborative embedding towards its own projected profile and
-away from the other nodes of the batch, as in RLMRec's contrastive variant (Ren et al., "Representation
-Learning with Large Language Models for Recommendation", WWW 2024, arXiv:2310.15950).
+away from the other nodes of the batch, as in RLMRec's contrastive variant (Ren et al.,
+"Representation Learning with Large Language Models for Recommendation", WWW 2024,
+arXiv:2310.15950).
 
 The same class is the SGE baseline when its semantic vectors embed the raw item text instead of
 an LLM profile (users: the mean embedding of their training items' texts): the graph model with
@@ -47,34 +48,46 @@ class PFR(LightGCN):
             (default: :obj:`0`)
     """
 
-    def __init__(self, num_users: int, num_items: int, user_semantic: Tensor,
-                 item_semantic: Tensor, embedding_dim: int = 64, num_layers: int = 3,
-                 hidden_dim: int = 256, temperature: float = 0.2, max_nodes: int = 0) -> None:
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        user_semantic: Tensor,
+        item_semantic: Tensor,
+        embedding_dim: int = 64,
+        num_layers: int = 3,
+        hidden_dim: int = 256,
+        temperature: float = 0.2,
+        max_nodes: int = 0,
+    ) -> None:
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         if user_semantic.shape[0] != num_users or item_semantic.shape[0] != num_items:
             raise ValueError(
                 f"semantic embeddings cover {user_semantic.shape[0]} users and "
-                f"{item_semantic.shape[0]} items; the graph has {num_users} and {num_items}")
+                f"{item_semantic.shape[0]} items; the graph has {num_users} and {num_items}"
+            )
         self.register_buffer("user_semantic", user_semantic.float())
         self.register_buffer("item_semantic", item_semantic.float())
         self.temperature = temperature
         self.max_nodes = max_nodes
         self.project = nn.Sequential(
-            nn.Linear(item_semantic.shape[1], hidden_dim), nn.LeakyReLU(),
-            nn.Linear(hidden_dim, embedding_dim))
+            nn.Linear(item_semantic.shape[1], hidden_dim),
+            nn.LeakyReLU(),
+            nn.Linear(hidden_dim, embedding_dim),
+        )
 
-    def alignment_loss(self, users: Tensor, items: Tensor, user_final: Tensor,
-                       item_final: Tensor) -> Tensor:
+    def alignment_loss(
+        self, users: Tensor, items: Tensor, user_final: Tensor, item_final: Tensor
+    ) -> Tensor:
         """InfoNCE between collaborative and projected semantic embeddings of the batch's
         distinct users and items."""
         users, items = self._some(users.unique()), self._some(items.unique())
-        return (info_nce(user_final[users], self.project(self.user_semantic[users]),
-                         self.temperature)
-                + info_nce(item_final[items], self.project(self.item_semantic[items]),
-                           self.temperature))
+        return info_nce(
+            user_final[users], self.project(self.user_semantic[users]), self.temperature
+        ) + info_nce(item_final[items], self.project(self.item_semantic[items]), self.temperature)
 
     def _some(self, nodes: Tensor) -> Tensor:
         """At most ``max_nodes`` of ``nodes``, drawn with torch's generator (seeded by the run)."""
         if not self.max_nodes or len(nodes) <= self.max_nodes:
             return nodes
-        return nodes[torch.randperm(len(nodes), device=nodes.device)[:self.max_nodes]]
+        return nodes[torch.randperm(len(nodes), device=nodes.device)[: self.max_nodes]]

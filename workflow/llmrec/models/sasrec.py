@@ -50,8 +50,15 @@ class SASRec(nn.Module):
             outputs. (default: :obj:`0.2`)
     """
 
-    def __init__(self, n_items: int, max_len: int = 50, hidden: int = 64, num_layers: int = 2,
-                 num_heads: int = 1, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        n_items: int,
+        max_len: int = 50,
+        hidden: int = 64,
+        num_layers: int = 2,
+        num_heads: int = 1,
+        dropout: float = 0.2,
+    ) -> None:
         super().__init__()
         if hidden % num_heads:
             raise ValueError(f"num_heads ({num_heads}) must divide hidden ({hidden})")
@@ -63,10 +70,17 @@ class SASRec(nn.Module):
         self.position_embedding = nn.Embedding(max_len, hidden)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(hidden, num_heads, dim_feedforward=hidden,
-                                       dropout=dropout, activation="relu", batch_first=True,
-                                       norm_first=True)
-            for _ in range(num_layers))
+            nn.TransformerEncoderLayer(
+                hidden,
+                num_heads,
+                dim_feedforward=hidden,
+                dropout=dropout,
+                activation="relu",
+                batch_first=True,
+                norm_first=True,
+            )
+            for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(hidden)
         self.reset_parameters()
 
@@ -81,12 +95,15 @@ class SASRec(nn.Module):
         ``L <= max_len``; the state at position t summarises items ``<= t``."""
         length = seqs.shape[1]
         if length > self.max_len:
-            raise ValueError(f"sequences of length {length} exceed max_len={self.max_len}; "
-                             f"keep each user's last {self.max_len} items")
+            raise ValueError(
+                f"sequences of length {length} exceed max_len={self.max_len}; "
+                f"keep each user's last {self.max_len} items"
+            )
         padding = seqs == PAD
         positions = torch.arange(self.max_len - length, self.max_len, device=seqs.device)
         x = self.item_embedding(seqs + 1) * math.sqrt(self.hidden) + self.position_embedding(
-            positions)
+            positions
+        )
         x = self.dropout(x)
         # True = may not attend: the future, and padding keys except a position's own.
         future = torch.ones(length, length, dtype=torch.bool, device=seqs.device).triu(1)

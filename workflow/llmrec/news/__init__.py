@@ -29,13 +29,21 @@ def default_settings(name: str) -> dict[str, Any]:
     """The hyper-parameters of model ``name`` with their defaults (those of its paper), read
     from its constructor so that they cannot drift from the docstring."""
     params = inspect.signature(_model_class(name)).parameters.values()
-    return {p.name: p.default for p in params
-            if p.kind is p.KEYWORD_ONLY and p.name != "word_vectors"}
+    return {
+        p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY and p.name != "word_vectors"
+    }
 
 
-def build_model(name: str, *, vocab_size: int, num_categories: int, num_subcategories: int,
-                num_users: int, settings: Mapping[str, Any],
-                word_vectors: Tensor | None = None) -> NewsRecommender:
+def build_model(
+    name: str,
+    *,
+    vocab_size: int,
+    num_categories: int,
+    num_subcategories: int,
+    num_users: int,
+    settings: Mapping[str, Any],
+    word_vectors: Tensor | None = None,
+) -> NewsRecommender:
     """The news recommender ``name`` (``"nrms"``, ``"naml"`` or ``"lstur"``).
 
     Args:
@@ -52,14 +60,31 @@ def build_model(name: str, *, vocab_size: int, num_categories: int, num_subcateg
     cls = _model_class(name)
     unknown = sorted(set(settings) - set(default_settings(name)))
     if unknown:
-        raise ValueError(f"unknown settings {unknown} for news model {name!r}; "
-                         f"it takes {sorted(default_settings(name))}")
-    sizes = {"vocab_size": vocab_size, "num_categories": num_categories,
-             "num_subcategories": num_subcategories, "num_users": num_users}
+        raise ValueError(
+            f"unknown settings {unknown} for news model {name!r}; "
+            f"it takes {sorted(default_settings(name))}"
+        )
+    sizes = {
+        "vocab_size": vocab_size,
+        "num_categories": num_categories,
+        "num_subcategories": num_subcategories,
+        "num_users": num_users,
+    }
     params = inspect.signature(cls).parameters
-    return cls(**{k: v for k, v in sizes.items() if k in params}, **settings,
-               word_vectors=word_vectors)
+    return cls(
+        **{k: v for k, v in sizes.items() if k in params}, **settings, word_vectors=word_vectors
+    )
 
 
-__all__ = ["LSTUR", "MODELS", "NAML", "NRMS", "AdditiveAttention", "MultiHeadSelfAttention",
-           "NewsRecommender", "SentenceNewsEncoder", "build_model", "default_settings"]
+__all__ = [
+    "LSTUR",
+    "MODELS",
+    "NAML",
+    "NRMS",
+    "AdditiveAttention",
+    "MultiHeadSelfAttention",
+    "NewsRecommender",
+    "SentenceNewsEncoder",
+    "build_model",
+    "default_settings",
+]

@@ -14,8 +14,9 @@ from .layers import SentenceNewsEncoder
 NEWS_ENCODERS = ("words", "sentence")
 
 
-def select_news_encoder(kind: str, words: Callable[[], nn.Module], *, sentence_dim: int,
-                        news_dim: int, dropout: float) -> nn.Module:
+def select_news_encoder(
+    kind: str, words: Callable[[], nn.Module], *, sentence_dim: int, news_dim: int, dropout: float
+) -> nn.Module:
     """The model's own word-level news encoder (``kind="words"``, built by ``words()``) or a
     :class:`~llmrec.news.layers.SentenceNewsEncoder` over precomputed article embeddings
     (``kind="sentence"``)."""

@@ -35,11 +35,11 @@ def tokenize(text: str | None) -> list[str]:
 class NewsFeatures:
     """Per-article model inputs, indexed by article id."""
 
-    title: np.ndarray        # [n_items, title_len] word ids, 0-padded
-    abstract: np.ndarray     # [n_items, abstract_len]
-    category: np.ndarray     # [n_items]
+    title: np.ndarray  # [n_items, title_len] word ids, 0-padded
+    abstract: np.ndarray  # [n_items, abstract_len]
+    category: np.ndarray  # [n_items]
     subcategory: np.ndarray  # [n_items]
-    vocab: list[str]         # word of each id (0 "<pad>", 1 "<unk>")
+    vocab: list[str]  # word of each id (0 "<pad>", 1 "<unk>")
     categories: list[str]
     vectors: np.ndarray | None = None  # [n_items, d] frozen sentence embeddings, if used
 
@@ -50,10 +50,12 @@ class NewsFeatures:
         mask padding, so this changes no vector, and short titles (MIND's average about 11 of
         30 words) no longer pay for the full length.
         """
-        news = {"title": torch.from_numpy(_trim(self.title[ids])),
-                "abstract": torch.from_numpy(_trim(self.abstract[ids])),
-                "category": torch.from_numpy(self.category[ids]),
-                "subcategory": torch.from_numpy(self.subcategory[ids])}
+        news = {
+            "title": torch.from_numpy(_trim(self.title[ids])),
+            "abstract": torch.from_numpy(_trim(self.abstract[ids])),
+            "category": torch.from_numpy(self.category[ids]),
+            "subcategory": torch.from_numpy(self.subcategory[ids]),
+        }
         if self.vectors is not None:
             news["vectors"] = torch.from_numpy(self.vectors[ids])
         return news
@@ -62,7 +64,7 @@ class NewsFeatures:
 def _trim(words: np.ndarray) -> np.ndarray:
     """``words`` without the trailing columns that are padding in every row (at least one)."""
     used = np.flatnonzero((words != PAD).any(axis=0))
-    return words[:, :max(int(used[-1]) + 1 if len(used) else 1, 1)]
+    return words[:, : max(int(used[-1]) + 1 if len(used) else 1, 1)]
 
 
 def _ids(tokens: list[str], index: Mapping[str, int], length: int) -> list[int]:
@@ -74,8 +76,14 @@ def _numbering(values: Iterable[str]) -> dict[str, int]:
     return {v: i for i, v in enumerate(sorted(set(values)), start=1)}
 
 
-def build_features(items: pa.Table, train_articles: np.ndarray, *, title_len: int = 30,
-                   abstract_len: int = 50, min_word_count: int = 1) -> NewsFeatures:
+def build_features(
+    items: pa.Table,
+    train_articles: np.ndarray,
+    *,
+    title_len: int = 30,
+    abstract_len: int = 50,
+    min_word_count: int = 1,
+) -> NewsFeatures:
     """Word, category and subcategory ids of every article of ``items`` (canonical items).
 
     Args:
@@ -92,8 +100,11 @@ def build_features(items: pa.Table, train_articles: np.ndarray, *, title_len: in
     titles = [tokenize(t) for t in items.column("title").to_pylist()]
     abstracts = [tokenize(t) for t in items.column("description").to_pylist()]
     cats = [c or "" for c in items.column("category").to_pylist()]
-    subcats = ([c or "" for c in items.column("subcategory").to_pylist()]
-               if "subcategory" in items.column_names else [""] * len(ids))
+    subcats = (
+        [c or "" for c in items.column("subcategory").to_pylist()]
+        if "subcategory" in items.column_names
+        else [""] * len(ids)
+    )
     train = np.unique(train_articles)
     counts = Counter(w for i in train for w in titles[i] + abstracts[i])
     vocab = ["<pad>", "<unk>"] + sorted(w for w, c in counts.items() if c >= min_word_count)
@@ -105,7 +116,9 @@ def build_features(items: pa.Table, train_articles: np.ndarray, *, title_len: in
         abstract=np.array([_ids(a, index, abstract_len) for a in abstracts], dtype=np.int64),
         category=np.array([cat_index.get(c, 0) for c in cats], dtype=np.int64),
         subcategory=np.array([sub_index.get(c, 0) for c in subcats], dtype=np.int64),
-        vocab=vocab, categories=["<unk>"] + sorted(cat_index, key=cat_index.get))
+        vocab=vocab,
+        categories=["<unk>"] + sorted(cat_index, key=cat_index.get),
+    )
 
 
 def training_articles(imps: Impressions) -> np.ndarray:
@@ -124,19 +137,26 @@ def histories(imps: Impressions, rows: np.ndarray, length: int) -> tuple[np.ndar
     return hist.astype(np.int64), mask
 
 
-def train_batch(features: NewsFeatures, imps: Impressions, rows: np.ndarray,
-                positives: np.ndarray, negatives: np.ndarray, users: np.ndarray,
-                history_len: int) -> dict:
+def train_batch(
+    features: NewsFeatures,
+    imps: Impressions,
+    rows: np.ndarray,
+    positives: np.ndarray,
+    negatives: np.ndarray,
+    users: np.ndarray,
+    history_len: int,
+) -> dict:
     """One training batch: candidates are ``[positive, *negatives]`` (the click in column 0)."""
     hist, mask = histories(imps, rows, history_len)
     cands = np.concatenate([positives[:, None], negatives], axis=1)
-    unique, inverse = np.unique(np.concatenate([hist.ravel(), cands.ravel()]),
-                                return_inverse=True)
-    return {"news": features.select(unique),
-            "history": torch.from_numpy(inverse[:hist.size].reshape(hist.shape)),
-            "history_mask": torch.from_numpy(mask),
-            "candidates": torch.from_numpy(inverse[hist.size:].reshape(cands.shape)),
-            "users": torch.from_numpy(users.astype(np.int64))}
+    unique, inverse = np.unique(np.concatenate([hist.ravel(), cands.ravel()]), return_inverse=True)
+    return {
+        "news": features.select(unique),
+        "history": torch.from_numpy(inverse[: hist.size].reshape(hist.shape)),
+        "history_mask": torch.from_numpy(mask),
+        "candidates": torch.from_numpy(inverse[hist.size :].reshape(cands.shape)),
+        "users": torch.from_numpy(users.astype(np.int64)),
+    }
 
 
 def user_numbering(train_users: np.ndarray, users: np.ndarray) -> np.ndarray:

@@ -7,8 +7,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def word_embedding(vocab_size: int, word_dim: int, word_vectors: Tensor | None = None,
-                   freeze: bool = False) -> nn.Embedding:
+def word_embedding(
+    vocab_size: int, word_dim: int, word_vectors: Tensor | None = None, freeze: bool = False
+) -> nn.Embedding:
     """A word embedding with token 0 as padding, optionally initialised from ``word_vectors``.
 
     Args:
@@ -22,8 +23,10 @@ def word_embedding(vocab_size: int, word_dim: int, word_vectors: Tensor | None =
     embedding = nn.Embedding(vocab_size, word_dim, padding_idx=0)
     if word_vectors is not None:
         if tuple(word_vectors.shape) != (vocab_size, word_dim):
-            raise ValueError(f"word_vectors has shape {tuple(word_vectors.shape)}, the model "
-                             f"expects (vocab_size, word_dim) = ({vocab_size}, {word_dim})")
+            raise ValueError(
+                f"word_vectors has shape {tuple(word_vectors.shape)}, the model "
+                f"expects (vocab_size, word_dim) = ({vocab_size}, {word_dim})"
+            )
         with torch.no_grad():
             embedding.weight.copy_(word_vectors)
             embedding.weight[0].zero_()
@@ -109,8 +112,9 @@ class CNNTextEncoder(nn.Module):
         dropout (float): Dropout rate on the word vectors and on the convolution output.
     """
 
-    def __init__(self, word_dim: int, filters: int, window: int, query_dim: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, word_dim: int, filters: int, window: int, query_dim: int, dropout: float
+    ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(dropout)
         self.conv = nn.Conv1d(word_dim, filters, window, padding="same")

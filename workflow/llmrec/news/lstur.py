@@ -24,9 +24,17 @@ class LSTURNewsEncoder(nn.Module):
         dropout (float): Dropout rate in the title encoder.
     """
 
-    def __init__(self, embedding: nn.Embedding, num_categories: int, num_subcategories: int,
-                 filters: int, window: int, query_dim: int, category_dim: int,
-                 dropout: float) -> None:
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        num_categories: int,
+        num_subcategories: int,
+        filters: int,
+        window: int,
+        query_dim: int,
+        category_dim: int,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.title = CNNTextEncoder(embedding.embedding_dim, filters, window, query_dim, dropout)
@@ -35,9 +43,14 @@ class LSTURNewsEncoder(nn.Module):
 
     def forward(self, news: dict[str, Tensor]) -> Tensor:
         title = news["title"]
-        return torch.cat([self.title(self.embedding(title), title != 0),
-                          self.category(news["category"]),
-                          self.subcategory(news["subcategory"])], dim=-1)
+        return torch.cat(
+            [
+                self.title(self.embedding(title), title != 0),
+                self.category(news["category"]),
+                self.subcategory(news["subcategory"]),
+            ],
+            dim=-1,
+        )
 
 
 class LSTUR(NewsRecommender):
@@ -72,20 +85,42 @@ class LSTUR(NewsRecommender):
             (default: :obj:`None`)
     """
 
-    def __init__(self, vocab_size: int, num_categories: int, num_subcategories: int,
-                 num_users: int, *, word_dim: int = 300, filters: int = 300, window: int = 3,
-                 query_dim: int = 200, category_dim: int = 100, dropout: float = 0.2,
-                 user_mask_prob: float = 0.5, freeze_words: bool = False,
-                 news_encoder: str = "words", sentence_dim: int = 384,
-                 word_vectors: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_categories: int,
+        num_subcategories: int,
+        num_users: int,
+        *,
+        word_dim: int = 300,
+        filters: int = 300,
+        window: int = 3,
+        query_dim: int = 200,
+        category_dim: int = 100,
+        dropout: float = 0.2,
+        user_mask_prob: float = 0.5,
+        freeze_words: bool = False,
+        news_encoder: str = "words",
+        sentence_dim: int = 384,
+        word_vectors: Tensor | None = None,
+    ) -> None:
         super().__init__(filters + 2 * category_dim)
         self.news_encoder = select_news_encoder(
             news_encoder,
             lambda: LSTURNewsEncoder(
                 word_embedding(vocab_size, word_dim, word_vectors, freeze_words),
-                num_categories, num_subcategories, filters, window, query_dim, category_dim,
-                dropout),
-            sentence_dim=sentence_dim, news_dim=self.news_dim, dropout=dropout)
+                num_categories,
+                num_subcategories,
+                filters,
+                window,
+                query_dim,
+                category_dim,
+                dropout,
+            ),
+            sentence_dim=sentence_dim,
+            news_dim=self.news_dim,
+            dropout=dropout,
+        )
         self.user_mask_prob = user_mask_prob
         self.user_embedding = nn.Embedding(num_users, self.news_dim, padding_idx=0)
         # Zeros, as Microsoft Recommenders' LSTUR: every user starts as the unknown user.
@@ -101,8 +136,9 @@ class LSTUR(NewsRecommender):
         order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices
         history = history.gather(1, order.unsqueeze(-1).expand_as(history))
         lengths = mask.sum(1)
-        packed = pack_padded_sequence(history, lengths.clamp(min=1).cpu(), batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            history, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
+        )
         _, last = self.gru(packed, long_term.unsqueeze(0).contiguous())
         # A user with no click is their long-term embedding (zeros if unknown or masked).
         return torch.where((lengths > 0).unsqueeze(-1), last[0], long_term)

@@ -25,28 +25,43 @@ class NAMLNewsEncoder(nn.Module):
         dropout (float): Dropout rate in the text views.
     """
 
-    def __init__(self, embedding: nn.Embedding, num_categories: int, num_subcategories: int,
-                 filters: int, window: int, query_dim: int, category_dim: int,
-                 dropout: float) -> None:
+    def __init__(
+        self,
+        embedding: nn.Embedding,
+        num_categories: int,
+        num_subcategories: int,
+        filters: int,
+        window: int,
+        query_dim: int,
+        category_dim: int,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         word_dim = embedding.embedding_dim
         self.title = CNNTextEncoder(word_dim, filters, window, query_dim, dropout)
         self.abstract = CNNTextEncoder(word_dim, filters, window, query_dim, dropout)
-        self.category = nn.Sequential(nn.Embedding(num_categories, category_dim),
-                                      nn.Linear(category_dim, filters), nn.ReLU())
-        self.subcategory = nn.Sequential(nn.Embedding(num_subcategories, category_dim),
-                                         nn.Linear(category_dim, filters), nn.ReLU())
+        self.category = nn.Sequential(
+            nn.Embedding(num_categories, category_dim), nn.Linear(category_dim, filters), nn.ReLU()
+        )
+        self.subcategory = nn.Sequential(
+            nn.Embedding(num_subcategories, category_dim),
+            nn.Linear(category_dim, filters),
+            nn.ReLU(),
+        )
         self.view_attention = AdditiveAttention(filters, query_dim)
 
     def forward(self, news: dict[str, Tensor]) -> Tensor:
         title, abstract = news["title"], news["abstract"]
-        views = torch.stack([
-            self.title(self.embedding(title), title != 0),
-            self.abstract(self.embedding(abstract), abstract != 0),
-            self.category(news["category"]),
-            self.subcategory(news["subcategory"]),
-        ], dim=1)
+        views = torch.stack(
+            [
+                self.title(self.embedding(title), title != 0),
+                self.abstract(self.embedding(abstract), abstract != 0),
+                self.category(news["category"]),
+                self.subcategory(news["subcategory"]),
+            ],
+            dim=1,
+        )
         return self.view_attention(views)
 
 
@@ -76,19 +91,40 @@ class NAML(NewsRecommender):
             (default: :obj:`None`)
     """
 
-    def __init__(self, vocab_size: int, num_categories: int, num_subcategories: int, *,
-                 word_dim: int = 300, filters: int = 400, window: int = 3, query_dim: int = 200,
-                 category_dim: int = 100, dropout: float = 0.2, freeze_words: bool = False,
-                 news_encoder: str = "words", sentence_dim: int = 384,
-                 word_vectors: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        num_categories: int,
+        num_subcategories: int,
+        *,
+        word_dim: int = 300,
+        filters: int = 400,
+        window: int = 3,
+        query_dim: int = 200,
+        category_dim: int = 100,
+        dropout: float = 0.2,
+        freeze_words: bool = False,
+        news_encoder: str = "words",
+        sentence_dim: int = 384,
+        word_vectors: Tensor | None = None,
+    ) -> None:
         super().__init__(filters)
         self.news_encoder = select_news_encoder(
             news_encoder,
             lambda: NAMLNewsEncoder(
                 word_embedding(vocab_size, word_dim, word_vectors, freeze_words),
-                num_categories, num_subcategories, filters, window, query_dim, category_dim,
-                dropout),
-            sentence_dim=sentence_dim, news_dim=self.news_dim, dropout=dropout)
+                num_categories,
+                num_subcategories,
+                filters,
+                window,
+                query_dim,
+                category_dim,
+                dropout,
+            ),
+            sentence_dim=sentence_dim,
+            news_dim=self.news_dim,
+            dropout=dropout,
+        )
         self.user_attention = AdditiveAttention(self.news_dim, query_dim)
 
     def encode_user(self, history: Tensor, mask: Tensor, users: Tensor) -> Tensor:

@@ -19,8 +19,9 @@ class NRMSNewsEncoder(nn.Module):
         dropout (float): Dropout rate on the word vectors and on the attention output.
     """
 
-    def __init__(self, embedding: nn.Embedding, heads: int, head_dim: int, query_dim: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, embedding: nn.Embedding, heads: int, head_dim: int, query_dim: int, dropout: float
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.dropout = nn.Dropout(dropout)
@@ -60,17 +61,34 @@ class NRMS(NewsRecommender):
             (default: :obj:`None`)
     """
 
-    def __init__(self, vocab_size: int, *, word_dim: int = 300, heads: int = 20,
-                 head_dim: int = 20, query_dim: int = 200, dropout: float = 0.2,
-                 freeze_words: bool = False, news_encoder: str = "words",
-                 sentence_dim: int = 384, word_vectors: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        *,
+        word_dim: int = 300,
+        heads: int = 20,
+        head_dim: int = 20,
+        query_dim: int = 200,
+        dropout: float = 0.2,
+        freeze_words: bool = False,
+        news_encoder: str = "words",
+        sentence_dim: int = 384,
+        word_vectors: Tensor | None = None,
+    ) -> None:
         super().__init__(heads * head_dim)
         self.news_encoder = select_news_encoder(
             news_encoder,
             lambda: NRMSNewsEncoder(
                 word_embedding(vocab_size, word_dim, word_vectors, freeze_words),
-                heads, head_dim, query_dim, dropout),
-            sentence_dim=sentence_dim, news_dim=self.news_dim, dropout=dropout)
+                heads,
+                head_dim,
+                query_dim,
+                dropout,
+            ),
+            sentence_dim=sentence_dim,
+            news_dim=self.news_dim,
+            dropout=dropout,
+        )
         self.user_self_attention = MultiHeadSelfAttention(self.news_dim, heads, head_dim)
         self.user_attention = AdditiveAttention(self.news_dim, query_dim)
 

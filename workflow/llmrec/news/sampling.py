@@ -57,20 +57,28 @@ class Impressions:
     history: np.ndarray
 
     @classmethod
-    def from_table(cls, table: pa.Table) -> "Impressions":
+    def from_table(cls, table: pa.Table) -> Impressions:
         """From a table with MIND's columns (``split/mind.parquet``)."""
+
         def flat(name: str) -> tuple[np.ndarray, np.ndarray]:
             column = table.column(name).combine_chunks()
             offsets = column.offsets.to_numpy().astype(np.int64)
             values = column.values.to_numpy(zero_copy_only=False)
-            return offsets - offsets[0], values[offsets[0]:offsets[-1]]
+            return offsets - offsets[0], values[offsets[0] : offsets[-1]]
 
         offsets, candidates = flat("candidates")
         _, labels = flat("labels")
         h_offsets, history = flat("history")
-        return cls(table.column("impression_id").to_numpy(), table.column("user_id").to_numpy(),
-                   table.column("timestamp").to_numpy(), offsets, candidates.astype(np.int64),
-                   labels.astype(np.int8), h_offsets, history.astype(np.int64))
+        return cls(
+            table.column("impression_id").to_numpy(),
+            table.column("user_id").to_numpy(),
+            table.column("timestamp").to_numpy(),
+            offsets,
+            candidates.astype(np.int64),
+            labels.astype(np.int8),
+            h_offsets,
+            history.astype(np.int64),
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -97,8 +105,16 @@ class Popularity:
         pool_size: articles in each bucket's pool (default 100).
     """
 
-    def __init__(self, click_times: np.ndarray, click_items: np.ndarray, n_items: int, *,
-                 window: int | None = None, step: int = 3600, pool_size: int = 100) -> None:
+    def __init__(
+        self,
+        click_times: np.ndarray,
+        click_items: np.ndarray,
+        n_items: int,
+        *,
+        window: int | None = None,
+        step: int = 3600,
+        pool_size: int = 100,
+    ) -> None:
         if step < 1 or pool_size < 1 or (window is not None and window < 1):
             raise ValueError("step, pool_size and window must be at least 1")
         order = np.argsort(click_times, kind="stable")
@@ -125,9 +141,9 @@ class Popularity:
         for b, t0 in enumerate(buckets):
             counts = self.counts_before(int(t0))
             clicked = np.flatnonzero(counts)
-            top = clicked[np.lexsort((clicked, -counts[clicked]))][:self.pool_size]
-            pool[b, :len(top)] = top
-            weight[b, :len(top)] = counts[top]
+            top = clicked[np.lexsort((clicked, -counts[clicked]))][: self.pool_size]
+            pool[b, : len(top)] = top
+            weight[b, : len(top)] = counts[top]
         return pool[inverse], weight[inverse]
 
 
@@ -146,8 +162,9 @@ def _negatives_of(imps: Impressions) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate([[0], np.cumsum(counts)]), imps.candidates[keep]
 
 
-def _draw(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, m: int,
-          rng: np.random.Generator) -> np.ndarray:
+def _draw(
+    offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, m: int, rng: np.random.Generator
+) -> np.ndarray:
     """``m`` values of CSR row ``rows[j]`` for each ``j``: without replacement where the row has
     at least ``m``, with replacement otherwise. Rows must not be empty."""
     n = offsets[rows + 1] - offsets[rows]
@@ -159,15 +176,16 @@ def _draw(offsets: np.ndarray, values: np.ndarray, rows: np.ndarray, m: int,
     keys[np.arange(width)[None, :] >= n[:, None]] = np.inf  # beyond the row: never chosen
     order = np.argsort(keys, axis=1, kind="stable")[:, :m]
     picks = np.zeros((len(rows), m), dtype=np.int64)
-    picks[:, :order.shape[1]] = order
+    picks[:, : order.shape[1]] = order
     short = n < m
     if short.any():  # with replacement: uniform positions within the row
         picks[short] = (rng.random((int(short.sum()), m)) * n[short, None]).astype(np.int64)
     return values[offsets[rows][:, None] + picks]
 
 
-def plain_negatives(imps: Impressions, k: int, rng: np.random.Generator
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def plain_negatives(
+    imps: Impressions, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """The usual sampler: ``k`` negatives of each click from its own impression.
 
     Returns ``(impression index, clicked article, negatives [P, k], dropped clicks)``.
@@ -175,9 +193,14 @@ def plain_negatives(imps: Impressions, k: int, rng: np.random.Generator
     return sample_negatives(imps, k, 0, rng)
 
 
-def sample_negatives(imps: Impressions, k: int, popk: int, rng: np.random.Generator,
-                     popularity: Popularity | None = None, weighting: str = "uniform",
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def sample_negatives(
+    imps: Impressions,
+    k: int,
+    popk: int,
+    rng: np.random.Generator,
+    popularity: Popularity | None = None,
+    weighting: str = "uniform",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """``k`` negatives per click, ``popk`` of them popular articles (module docstring).
 
     Returns ``(impression index [P], clicked article [P], negatives [P, k], dropped clicks)``;
@@ -235,8 +258,9 @@ def _seen(imps: Impressions) -> tuple[np.ndarray, np.ndarray]:
     return offsets, values
 
 
-def _member(pool: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
-            values: np.ndarray) -> np.ndarray:
+def _member(
+    pool: np.ndarray, rows: np.ndarray, offsets: np.ndarray, values: np.ndarray
+) -> np.ndarray:
     """``pool[j, c]`` is among CSR row ``rows[j]`` of ``(offsets, values)``."""
     n_items = int(max(pool.max(initial=0), values.max(initial=0))) + 1
     row_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))

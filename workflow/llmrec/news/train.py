@@ -22,12 +22,24 @@ from .sampling import Impressions, Popularity, sample_negatives
 log = logging.getLogger(__name__)
 
 
-def train_news_model(model: torch.nn.Module, features: NewsFeatures, imps: Impressions,
-                     users: np.ndarray, *, k: int = 4, popk: int = 0,
-                     popularity: Popularity | None = None, weighting: str = "uniform",
-                     epochs: int = 2, batch_size: int = 64, lr: float = 1e-4,
-                     history_len: int = 50, seed: int = 0, progress: bool = True,
-                     device: str | torch.device = "cpu") -> list[dict]:
+def train_news_model(
+    model: torch.nn.Module,
+    features: NewsFeatures,
+    imps: Impressions,
+    users: np.ndarray,
+    *,
+    k: int = 4,
+    popk: int = 0,
+    popularity: Popularity | None = None,
+    weighting: str = "uniform",
+    epochs: int = 2,
+    batch_size: int = 64,
+    lr: float = 1e-4,
+    history_len: int = 50,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> list[dict]:
     """Train ``model`` in place; return one dict per epoch (loss, samples, dropped, seconds).
 
     Args:
@@ -44,15 +56,23 @@ def train_news_model(model: torch.nn.Module, features: NewsFeatures, imps: Impre
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         rows, positives, negatives, dropped = sample_negatives(
-            imps, k, popk, rng, popularity, weighting)
+            imps, k, popk, rng, popularity, weighting
+        )
         order = rng.permutation(len(rows))
         model.train()
         total, steps = 0.0, 0
         batches = range(0, len(order), batch_size)
         for b in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress):
-            idx = order[b:b + batch_size]
-            batch = train_batch(features, imps, rows[idx], positives[idx], negatives[idx],
-                                users[rows[idx]], history_len)
+            idx = order[b : b + batch_size]
+            batch = train_batch(
+                features,
+                imps,
+                rows[idx],
+                positives[idx],
+                negatives[idx],
+                users[rows[idx]],
+                history_len,
+            )
             batch = _to(batch, device)
             loss = model.loss(model(batch))
             optimizer.zero_grad()
@@ -60,10 +80,23 @@ def train_news_model(model: torch.nn.Module, features: NewsFeatures, imps: Impre
             optimizer.step()
             total += float(loss.detach())
             steps += 1
-        history.append({"epoch": epoch, "loss": total / max(steps, 1), "samples": len(rows),
-                        "dropped": dropped, "seconds": time.perf_counter() - start})
-        log.info("epoch %d: loss %.4f over %d samples (%d clicks dropped) in %.1f s", epoch,
-                 history[-1]["loss"], len(rows), dropped, history[-1]["seconds"])
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": total / max(steps, 1),
+                "samples": len(rows),
+                "dropped": dropped,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        log.info(
+            "epoch %d: loss %.4f over %d samples (%d clicks dropped) in %.1f s",
+            epoch,
+            history[-1]["loss"],
+            len(rows),
+            dropped,
+            history[-1]["seconds"],
+        )
     return history
 
 
@@ -78,21 +111,34 @@ def _to(batch: dict, device) -> dict:
 
 
 @torch.no_grad()
-def news_vectors(model: torch.nn.Module, features: NewsFeatures, *, batch_size: int = 1024,
-                 device: str | torch.device = "cpu") -> torch.Tensor:
+def news_vectors(
+    model: torch.nn.Module,
+    features: NewsFeatures,
+    *,
+    batch_size: int = 1024,
+    device: str | torch.device = "cpu",
+) -> torch.Tensor:
     """Every article's vector from the news encoder, ``[n_items, D]``."""
     model.eval()
     n = len(features.title)
-    parts = [model.encode_news(_to(features.select(np.arange(s, min(s + batch_size, n))),
-                                   device))
-             for s in range(0, n, batch_size)]
+    parts = [
+        model.encode_news(_to(features.select(np.arange(s, min(s + batch_size, n))), device))
+        for s in range(0, n, batch_size)
+    ]
     return torch.cat(parts)
 
 
 @torch.no_grad()
-def score_impressions(model: torch.nn.Module, features: NewsFeatures, imps: Impressions,
-                      users: np.ndarray, *, history_len: int = 50, batch_size: int = 256,
-                      device: str | torch.device = "cpu") -> list[np.ndarray]:
+def score_impressions(
+    model: torch.nn.Module,
+    features: NewsFeatures,
+    imps: Impressions,
+    users: np.ndarray,
+    *,
+    history_len: int = 50,
+    batch_size: int = 256,
+    device: str | torch.device = "cpu",
+) -> list[np.ndarray]:
     """Each impression's candidate scores, in the order the candidates were shown."""
     model.eval()
     vectors = news_vectors(model, features, device=device)
@@ -100,10 +146,12 @@ def score_impressions(model: torch.nn.Module, features: NewsFeatures, imps: Impr
     for s in range(0, len(imps), batch_size):
         rows = np.arange(s, min(s + batch_size, len(imps)))
         hist, mask = histories(imps, rows, history_len)
-        user = model.encode_user(vectors[torch.from_numpy(hist).to(device)],
-                                 torch.from_numpy(mask).to(device),
-                                 torch.from_numpy(users[rows].astype(np.int64)).to(device))
+        user = model.encode_user(
+            vectors[torch.from_numpy(hist).to(device)],
+            torch.from_numpy(mask).to(device),
+            torch.from_numpy(users[rows].astype(np.int64)).to(device),
+        )
         for j, r in enumerate(rows):
-            cands = torch.from_numpy(imps.candidates[imps.offsets[r]:imps.offsets[r + 1]])
+            cands = torch.from_numpy(imps.candidates[imps.offsets[r] : imps.offsets[r + 1]])
             scores.append((vectors[cands.to(device)] @ user[j]).cpu().numpy())
     return scores

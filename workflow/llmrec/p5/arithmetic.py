@@ -24,12 +24,14 @@ FORMS = ("add", "sub", "next", "previous")
 def _check_forms(forms: Sequence[str]) -> None:
     unknown = [form for form in forms if form not in FORMS]
     if unknown or not forms:
-        raise ValueError(f"arithmetic forms must be a non-empty selection of {list(FORMS)}, "
-                         f"got {list(forms)}")
+        raise ValueError(
+            f"arithmetic forms must be a non-empty selection of {list(FORMS)}, got {list(forms)}"
+        )
 
 
-def _question(form: str, low: int, high: int, max_operand: int,
-              rng: np.random.Generator) -> tuple[str, int]:
+def _question(
+    form: str, low: int, high: int, max_operand: int, rng: np.random.Generator
+) -> tuple[str, int]:
     """One question of ``form`` whose operand and answer lie in ``[low, high]``."""
     if form in ("add", "sub"):
         # The small operand is at most the range's width, so some first operand always fits.
@@ -46,9 +48,15 @@ def _question(form: str, low: int, high: int, max_operand: int,
     return f"What number comes before {a} ?", a - 1
 
 
-def arithmetic_examples(n: int, *, low: int, high: int, forms: Sequence[str],
-                        rng: np.random.Generator,
-                        max_operand: int = 100) -> list[tuple[str, str]]:
+def arithmetic_examples(
+    n: int,
+    *,
+    low: int,
+    high: int,
+    forms: Sequence[str],
+    rng: np.random.Generator,
+    max_operand: int = 100,
+) -> list[tuple[str, str]]:
     """``n`` (question, answer) pairs over the numbers ``low .. high``.
 
     Each pair draws its form uniformly from ``forms``: ``"add"`` ("What is 1234 + 17 ?" ->
@@ -66,11 +74,11 @@ def arithmetic_examples(n: int, *, low: int, high: int, forms: Sequence[str],
     """
     _check_forms(forms)
     if high <= low:
-        raise ValueError(f"arithmetic needs a range with at least two numbers, got "
-                         f"low={low}, high={high}")
+        raise ValueError(
+            f"arithmetic needs a range with at least two numbers, got low={low}, high={high}"
+        )
     if n < 0 or max_operand < 1:
-        raise ValueError(f"need n >= 0 and max_operand >= 1, got n={n}, "
-                         f"max_operand={max_operand}")
+        raise ValueError(f"need n >= 0 and max_operand >= 1, got n={n}, max_operand={max_operand}")
     examples = []
     for _ in range(n):
         form = forms[int(rng.integers(len(forms)))]
@@ -91,20 +99,25 @@ def task_vector(finetuned: Mapping[str, Tensor], base: Mapping[str, Tensor]) -> 
     """
     missing, extra = sorted(set(base) - set(finetuned)), sorted(set(finetuned) - set(base))
     if missing or extra:
-        raise ValueError(f"state dicts differ in keys: only in base {missing}, only in "
-                         f"fine-tuned {extra}; were they saved from the same architecture?")
+        raise ValueError(
+            f"state dicts differ in keys: only in base {missing}, only in "
+            f"fine-tuned {extra}; were they saved from the same architecture?"
+        )
     tau = {}
     for key, weights in finetuned.items():
         if weights.shape != base[key].shape or weights.dtype != base[key].dtype:
-            raise ValueError(f"{key!r} is {tuple(weights.shape)} {weights.dtype} fine-tuned but "
-                             f"{tuple(base[key].shape)} {base[key].dtype} in base")
+            raise ValueError(
+                f"{key!r} is {tuple(weights.shape)} {weights.dtype} fine-tuned but "
+                f"{tuple(base[key].shape)} {base[key].dtype} in base"
+            )
         if torch.is_floating_point(weights):
             tau[key] = weights.detach() - base[key].detach()
     return tau
 
 
-def apply_task_vector(state: Mapping[str, Tensor], tau: Mapping[str, Tensor],
-                      coefficient: float) -> dict[str, Tensor]:
+def apply_task_vector(
+    state: Mapping[str, Tensor], tau: Mapping[str, Tensor], coefficient: float
+) -> dict[str, Tensor]:
     """A new state dict ``theta + coefficient * tau``; tensors without a ``tau`` are copied.
 
     Args:
@@ -122,8 +135,9 @@ def apply_task_vector(state: Mapping[str, Tensor], tau: Mapping[str, Tensor],
             edited[key] = weights.clone()
             continue
         if tau[key].shape != weights.shape:
-            raise ValueError(f"{key!r}: task vector is {tuple(tau[key].shape)}, "
-                             f"state is {tuple(weights.shape)}")
+            raise ValueError(
+                f"{key!r}: task vector is {tuple(tau[key].shape)}, state is {tuple(weights.shape)}"
+            )
         edited[key] = (weights + coefficient * tau[key]).to(weights.dtype)
     return edited
 

@@ -55,8 +55,10 @@ class Trie:
         unk = tokenizer.unk_token_id
         for text, sequence in zip(index_texts, sequences):
             if unk is not None and unk in sequence:
-                raise ValueError(f"item ID {text!r} tokenizes with <unk>; the tokenizer was not "
-                                 f"trained on this index")
+                raise ValueError(
+                    f"item ID {text!r} tokenizes with <unk>; the tokenizer was not "
+                    f"trained on this index"
+                )
         return cls(sequences, pad_token_id=tokenizer.pad_token_id)
 
     def allowed(self, prefix: Sequence[int]) -> list[int]:
@@ -85,10 +87,20 @@ class Trie:
 
 
 @torch.inference_mode()
-def recommend(model: P5, tokenizer: PreTrainedTokenizerBase, sources: Sequence[str], trie: Trie,
-              *, k: int, beams: int | None = None, batch_size: int = 64,
-              max_source_len: int = 256, device: str | torch.device = "cpu",
-              whole_word: bool | None = None, progress: bool = False) -> np.ndarray:
+def recommend(
+    model: P5,
+    tokenizer: PreTrainedTokenizerBase,
+    sources: Sequence[str],
+    trie: Trie,
+    *,
+    k: int,
+    beams: int | None = None,
+    batch_size: int = 64,
+    max_source_len: int = 256,
+    device: str | torch.device = "cpu",
+    whole_word: bool | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """The top-``k`` items for each prompt, by beam search constrained to ``trie``.
 
     Items are ranked by the probability of their whole token sequence (``length_penalty``
@@ -119,8 +131,9 @@ def recommend(model: P5, tokenizer: PreTrainedTokenizerBase, sources: Sequence[s
     if k < 1 or beams < k:
         raise ValueError(f"need k >= 1 and beams >= k, got k={k}, beams={beams}")
     if whole_word is not None and whole_word != model.whole_word:
-        raise ValueError(f"whole_word={whole_word} but the model was built with "
-                         f"whole_word={model.whole_word}")
+        raise ValueError(
+            f"whole_word={whole_word} but the model was built with whole_word={model.whole_word}"
+        )
     if len(trie) == 0:
         raise ValueError("the trie holds no items; there is nothing to recommend")
     device = torch.device(device)
@@ -132,20 +145,36 @@ def recommend(model: P5, tokenizer: PreTrainedTokenizerBase, sources: Sequence[s
 
     out = np.full((len(sources), k), -1, dtype=np.int64)
     try:
-        for start in tqdm(range(0, len(sources), batch_size), desc="recommend",
-                          disable=not progress):
-            batch = tokenizer(list(sources[start:start + batch_size]),
-                              max_length=max_source_len, truncation=True, padding=True,
-                              return_tensors="pt")
-            wwids = (whole_word_id_tensor(batch["input_ids"], tokenizer, model.max_words)
-                     if model.whole_word else None)
-            inputs = model.encoder_inputs(batch["input_ids"].to(device),
-                                          batch["attention_mask"].to(device),
-                                          None if wwids is None else wwids.to(device))
+        for start in tqdm(
+            range(0, len(sources), batch_size), desc="recommend", disable=not progress
+        ):
+            batch = tokenizer(
+                list(sources[start : start + batch_size]),
+                max_length=max_source_len,
+                truncation=True,
+                padding=True,
+                return_tensors="pt",
+            )
+            wwids = (
+                whole_word_id_tensor(batch["input_ids"], tokenizer, model.max_words)
+                if model.whole_word
+                else None
+            )
+            inputs = model.encoder_inputs(
+                batch["input_ids"].to(device),
+                batch["attention_mask"].to(device),
+                None if wwids is None else wwids.to(device),
+            )
             generated = model.t5.generate(
-                **inputs, num_beams=beams, num_return_sequences=k, max_new_tokens=trie.depth,
-                prefix_allowed_tokens_fn=allowed, length_penalty=0.0, do_sample=False,
-                decoder_start_token_id=DECODER_START, pad_token_id=trie.pad_token_id,
+                **inputs,
+                num_beams=beams,
+                num_return_sequences=k,
+                max_new_tokens=trie.depth,
+                prefix_allowed_tokens_fn=allowed,
+                length_penalty=0.0,
+                do_sample=False,
+                decoder_start_token_id=DECODER_START,
+                pad_token_id=trie.pad_token_id,
                 eos_token_id=tokenizer.eos_token_id,
             )
             rows = generated.view(batch["input_ids"].shape[0], k, -1).tolist()
@@ -154,7 +183,7 @@ def recommend(model: P5, tokenizer: PreTrainedTokenizerBase, sources: Sequence[s
                 # as repeats or as no item; the valid ones move up.
                 items = dict.fromkeys(trie.item(sequence) for sequence in candidates)
                 items = [item for item in items if item >= 0]
-                out[start + row, :len(items)] = items
+                out[start + row, : len(items)] = items
     finally:
         model.train(was_training)
     return out

@@ -48,8 +48,10 @@ def _check_items(sequences: Sequence[np.ndarray], n_items: int) -> list[np.ndarr
     arrays = [np.asarray(s, dtype=np.int64).ravel() for s in sequences]
     for user, seq in enumerate(arrays):
         if seq.size and (seq.min() < 0 or seq.max() >= n_items):
-            raise ValueError(f"user {user} has item ids outside 0..{n_items - 1} "
-                             f"(min {seq.min()}, max {seq.max()}); is n_items right?")
+            raise ValueError(
+                f"user {user} has item ids outside 0..{n_items - 1} "
+                f"(min {seq.min()}, max {seq.max()}); is n_items right?"
+            )
     return arrays
 
 
@@ -57,8 +59,9 @@ def _as_text(numbers: np.ndarray) -> list[str]:
     return [str(int(x)) for x in numbers]
 
 
-def sequential_indexing(sequences: Sequence[np.ndarray], n_items: int,
-                        start: int = FIRST_ID) -> list[str]:
+def sequential_indexing(
+    sequences: Sequence[np.ndarray], n_items: int, start: int = FIRST_ID
+) -> list[str]:
     """OpenP5's sequential indexing, numbered without leaking validation and test items.
 
     Items are numbered ``start, start+1, ...`` in order of first appearance: first across every
@@ -116,8 +119,9 @@ def training_cooccurrence(sequences: Sequence[np.ndarray], n_items: int) -> sp.c
         cols.append(items)
     rows_all = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     cols_all = np.concatenate(cols) if cols else np.zeros(0, np.int64)
-    users_items = sp.csr_matrix((np.ones(rows_all.size), (rows_all, cols_all)),
-                                shape=(len(arrays), n_items))
+    users_items = sp.csr_matrix(
+        (np.ones(rows_all.size), (rows_all, cols_all)), shape=(len(arrays), n_items)
+    )
     graph = (users_items.T @ users_items).tocsr()
     graph.setdiag(0)
     graph.eliminate_zeros()
@@ -176,8 +180,13 @@ def _in_order(group: np.ndarray, n_clusters: int, cluster_size: int) -> list[np.
     return np.array_split(group, min(n_clusters, -(-len(group) // cluster_size)))
 
 
-def _split(graph: sp.csr_matrix, group: np.ndarray, n_clusters: int, cluster_size: int,
-           rng: np.random.Generator) -> list[np.ndarray]:
+def _split(
+    graph: sp.csr_matrix,
+    group: np.ndarray,
+    n_clusters: int,
+    cluster_size: int,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
     """Spectral clustering of ``group`` (sorted item ids) on its induced subgraph.
 
     Children are ordered by their smallest item id, so the codes do not depend on k-means's
@@ -192,8 +201,11 @@ def _split(graph: sp.csr_matrix, group: np.ndarray, n_clusters: int, cluster_siz
     try:
         embedding = _spectral_embedding(sub, k, rng)
     except (ArpackError, ArpackNoConvergence) as err:
-        log.warning("spectral clustering of %d items failed (%s); splitting them in id order",
-                    len(group), err)
+        log.warning(
+            "spectral clustering of %d items failed (%s); splitting them in id order",
+            len(group),
+            err,
+        )
         return _in_order(group, n_clusters, cluster_size)
     labels = _kmeans(embedding, k, rng)
     _, first = np.unique(labels, return_index=True)
@@ -203,9 +215,14 @@ def _split(graph: sp.csr_matrix, group: np.ndarray, n_clusters: int, cluster_siz
     return children
 
 
-def collaborative_indexing(sequences: Sequence[np.ndarray], n_items: int, *,
-                           n_clusters: int = 20, cluster_size: int = 100,
-                           seed: int = 0) -> list[str]:
+def collaborative_indexing(
+    sequences: Sequence[np.ndarray],
+    n_items: int,
+    *,
+    n_clusters: int = 20,
+    cluster_size: int = 100,
+    seed: int = 0,
+) -> list[str]:
     """OpenP5's collaborative indexing by recursive spectral clustering.
 
     The graph is :func:`training_cooccurrence` (training parts only, so validation and test
@@ -236,8 +253,10 @@ def collaborative_indexing(sequences: Sequence[np.ndarray], n_items: int, *,
         ``index[item_id]``, the item's code.
     """
     if n_clusters < 2 or cluster_size < 1:
-        raise ValueError(f"collaborative indexing needs n_clusters >= 2 and cluster_size >= 1, "
-                         f"got n_clusters={n_clusters}, cluster_size={cluster_size}")
+        raise ValueError(
+            f"collaborative indexing needs n_clusters >= 2 and cluster_size >= 1, "
+            f"got n_clusters={n_clusters}, cluster_size={cluster_size}"
+        )
     graph = training_cooccurrence(sequences, n_items)
     rng = np.random.default_rng(seed)
     degree = np.diff(graph.indptr)
@@ -278,8 +297,15 @@ def index_tokens(code: str) -> list[str]:
     return tokens
 
 
-def build_index(method: str, sequences: Sequence[np.ndarray], n_items: int, *, seed: int,
-                n_clusters: int, cluster_size: int) -> list[str]:
+def build_index(
+    method: str,
+    sequences: Sequence[np.ndarray],
+    n_items: int,
+    *,
+    seed: int,
+    n_clusters: int = 20,
+    cluster_size: int = 100,
+) -> list[str]:
     """Dispatch to one indexing method.
 
     Args:
@@ -287,16 +313,17 @@ def build_index(method: str, sequences: Sequence[np.ndarray], n_items: int, *, s
         sequences: one 1-D int array per user, item ids in time order.
         n_items: number of items.
         seed: used by ``"random"`` and ``"collaborative"``.
-        n_clusters: used by ``"collaborative"``.
-        cluster_size: used by ``"collaborative"``.
+        n_clusters: used by ``"collaborative"`` (default 20, OpenP5's).
+        cluster_size: used by ``"collaborative"`` (default 100, OpenP5's).
     """
     if method == "sequential":
         return sequential_indexing(sequences, n_items)
     if method == "random":
         return random_indexing(n_items, seed)
     if method == "collaborative":
-        return collaborative_indexing(sequences, n_items, n_clusters=n_clusters,
-                                      cluster_size=cluster_size, seed=seed)
+        return collaborative_indexing(
+            sequences, n_items, n_clusters=n_clusters, cluster_size=cluster_size, seed=seed
+        )
     raise ValueError(f"unknown item indexing method {method!r}; choose one of {list(METHODS)}")
 
 
@@ -310,8 +337,12 @@ def write_index(path: str | os.PathLike, index: list[str], method: str) -> None:
     """
     if len(set(index)) != len(index):
         raise ValueError(f"refusing to write an index with duplicate item texts to {path}")
-    table = pa.table({"item_id": pa.array(np.arange(len(index)), pa.int32()),
-                      "index": pa.array(index, pa.string())})
+    table = pa.table(
+        {
+            "item_id": pa.array(np.arange(len(index)), pa.int32()),
+            "index": pa.array(index, pa.string()),
+        }
+    )
     table = table.replace_schema_metadata({"method": method})
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)

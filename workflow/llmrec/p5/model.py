@@ -19,9 +19,18 @@ IGNORE_INDEX = -100
 """Label value that the loss skips (target padding)."""
 
 
-def build_t5(vocab_size: int, *, d_model: int = 128, d_ff: int = 256, num_layers: int = 2,
-             num_decoder_layers: int | None = None, num_heads: int = 4, d_kv: int = 32,
-             dropout: float = 0.1, pretrained: str | None = None) -> T5ForConditionalGeneration:
+def build_t5(
+    vocab_size: int,
+    *,
+    d_model: int = 128,
+    d_ff: int = 256,
+    num_layers: int = 2,
+    num_decoder_layers: int | None = None,
+    num_heads: int = 4,
+    d_kv: int = 32,
+    dropout: float = 0.1,
+    pretrained: str | None = None,
+) -> T5ForConditionalGeneration:
     """A T5 (v1.0: ReLU feed-forward, tied embeddings) from scratch, or a pretrained one.
 
     Args:
@@ -44,17 +53,29 @@ def build_t5(vocab_size: int, *, d_model: int = 128, d_ff: int = 256, num_layers
         try:
             t5 = T5ForConditionalGeneration.from_pretrained(pretrained, dropout_rate=dropout)
         except OSError as error:
-            raise RuntimeError(f"could not load the pretrained model {pretrained!r}: a hub name "
-                               f"needs internet (or a filled HF cache), else give a local "
-                               f"folder") from error
+            raise RuntimeError(
+                f"could not load the pretrained model {pretrained!r}: a hub name "
+                f"needs internet (or a filled HF cache), else give a local "
+                f"folder"
+            ) from error
         # T5's embedding has spare rows (32128 for 32100 pieces); it only ever grows.
         if vocab_size > t5.get_input_embeddings().num_embeddings:
             t5.resize_token_embeddings(vocab_size)
         return t5
-    config = T5Config(vocab_size=vocab_size, d_model=d_model, d_ff=d_ff, d_kv=d_kv,
-                      num_layers=num_layers, num_decoder_layers=num_decoder_layers,
-                      num_heads=num_heads, dropout_rate=dropout, feed_forward_proj="relu",
-                      pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    config = T5Config(
+        vocab_size=vocab_size,
+        d_model=d_model,
+        d_ff=d_ff,
+        d_kv=d_kv,
+        num_layers=num_layers,
+        num_decoder_layers=num_decoder_layers,
+        num_heads=num_heads,
+        dropout_rate=dropout,
+        feed_forward_proj="relu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     return T5ForConditionalGeneration(config)
 
 
@@ -78,8 +99,9 @@ class P5(nn.Module):
             last row. (default: :obj:`512`)
     """
 
-    def __init__(self, t5: T5ForConditionalGeneration, whole_word: bool = False,
-                 max_words: int = 512) -> None:
+    def __init__(
+        self, t5: T5ForConditionalGeneration, whole_word: bool = False, max_words: int = 512
+    ) -> None:
         super().__init__()
         self.t5 = t5
         self.whole_word = whole_word
@@ -99,20 +121,30 @@ class P5(nn.Module):
             raise ValueError("this P5 has no whole-word embedding; build it with whole_word=True")
         return self.t5.get_input_embeddings()(input_ids) + self.whole_word_embedding(whole_word_ids)
 
-    def encoder_inputs(self, input_ids: Tensor, attention_mask: Tensor,
-                       whole_word_ids: Tensor | None = None) -> dict[str, Tensor]:
+    def encoder_inputs(
+        self, input_ids: Tensor, attention_mask: Tensor, whole_word_ids: Tensor | None = None
+    ) -> dict[str, Tensor]:
         """What the T5 takes as its encoder input: ``input_ids``, or ``inputs_embeds`` with
         whole-word embeddings; always with ``attention_mask``."""
         if self.whole_word != (whole_word_ids is not None):
-            raise ValueError(f"whole_word_ids must be given exactly when the model has a "
-                             f"whole-word embedding (whole_word={self.whole_word})")
+            raise ValueError(
+                f"whole_word_ids must be given exactly when the model has a "
+                f"whole-word embedding (whole_word={self.whole_word})"
+            )
         if whole_word_ids is None:
             return {"input_ids": input_ids, "attention_mask": attention_mask}
-        return {"inputs_embeds": self.encoder_embeds(input_ids, whole_word_ids),
-                "attention_mask": attention_mask}
+        return {
+            "inputs_embeds": self.encoder_embeds(input_ids, whole_word_ids),
+            "attention_mask": attention_mask,
+        }
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor,
-                whole_word_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        labels: Tensor,
+        whole_word_ids: Tensor | None = None,
+    ) -> Tensor:
         """The mean cross-entropy of the answer tokens (teacher forcing), a scalar.
 
         Args:
@@ -126,9 +158,14 @@ class P5(nn.Module):
         return self.t5(**inputs, labels=labels).loss
 
 
-def collate(examples: Sequence[tuple[str, str]], tokenizer: PreTrainedTokenizerBase,
-            max_source_len: int, max_target_len: int, whole_word: bool,
-            max_words: int = 512) -> dict[str, Tensor]:
+def collate(
+    examples: Sequence[tuple[str, str]],
+    tokenizer: PreTrainedTokenizerBase,
+    max_source_len: int,
+    max_target_len: int,
+    whole_word: bool,
+    max_words: int = 512,
+) -> dict[str, Tensor]:
     """Tokenize (prompt, answer) pairs into a padded batch for :meth:`P5.forward`.
 
     Args:
@@ -145,20 +182,26 @@ def collate(examples: Sequence[tuple[str, str]], tokenizer: PreTrainedTokenizerB
     """
     sources = [source for source, _ in examples]
     targets = [target for _, target in examples]
-    batch = tokenizer(sources, max_length=max_source_len, truncation=True, padding=True,
-                      return_tensors="pt")
-    labels = tokenizer(targets, max_length=max_target_len, truncation=True, padding=True,
-                       return_tensors="pt")
-    out = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"],
-           "labels": labels["input_ids"].masked_fill(labels["attention_mask"] == 0,
-                                                     IGNORE_INDEX)}
+    batch = tokenizer(
+        sources, max_length=max_source_len, truncation=True, padding=True, return_tensors="pt"
+    )
+    labels = tokenizer(
+        targets, max_length=max_target_len, truncation=True, padding=True, return_tensors="pt"
+    )
+    out = {
+        "input_ids": batch["input_ids"],
+        "attention_mask": batch["attention_mask"],
+        "labels": labels["input_ids"].masked_fill(labels["attention_mask"] == 0, IGNORE_INDEX),
+    }
     if whole_word:
         out["whole_word_ids"] = whole_word_id_tensor(batch["input_ids"], tokenizer, max_words)
     return out
 
 
-def whole_word_id_tensor(input_ids: Tensor, tokenizer: PreTrainedTokenizerBase,
-                         max_words: int = 512) -> Tensor:
+def whole_word_id_tensor(
+    input_ids: Tensor, tokenizer: PreTrainedTokenizerBase, max_words: int = 512
+) -> Tensor:
     """:func:`llmrec.p5.tokenizer.whole_word_ids` of every row of a padded batch (padding 0)."""
-    return torch.tensor([_whole_word_ids(row, tokenizer, max_words)
-                         for row in input_ids.tolist()], dtype=torch.long)
+    return torch.tensor(
+        [_whole_word_ids(row, tokenizer, max_words) for row in input_ids.tolist()], dtype=torch.long
+    )

@@ -38,26 +38,44 @@ class Template:
 
 
 SEEN: tuple[Template, ...] = (
-    Template("seq-1", "Considering {user} has interacted with items {history} . "
-                      "What is the next recommendation for the user ?"),
-    Template("seq-2", "Here is the history of {user} : items {history} . "
-                      "What is the next item for the user ?"),
-    Template("seq-3", "{user} has interacted with items {history} , "
-                      "predict the next item the user will interact with ."),
-    Template("seq-4", "Given the items {history} that {user} has interacted with , "
-                      "recommend the next item ."),
+    Template(
+        "seq-1",
+        "Considering {user} has interacted with items {history} . "
+        "What is the next recommendation for the user ?",
+    ),
+    Template(
+        "seq-2",
+        "Here is the history of {user} : items {history} . What is the next item for the user ?",
+    ),
+    Template(
+        "seq-3",
+        "{user} has interacted with items {history} , "
+        "predict the next item the user will interact with .",
+    ),
+    Template(
+        "seq-4",
+        "Given the items {history} that {user} has interacted with , recommend the next item .",
+    ),
     Template("seq-5", "What would {user} be likely to choose next after items {history} ?"),
-    Template("seq-6", "According to items {history} of {user} , "
-                      "can you recommend another item to the user ?"),
-    Template("seq-7", "By analyzing the items {history} of {user} , "
-                      "what is the next item expected ?"),
+    Template(
+        "seq-6",
+        "According to items {history} of {user} , can you recommend another item to the user ?",
+    ),
+    Template(
+        "seq-7", "By analyzing the items {history} of {user} , what is the next item expected ?"
+    ),
 )
 
 UNSEEN: tuple[Template, ...] = (
-    Template("unseen-1", "Based on the items {history} chosen by {user} , "
-                         "what is the next item to recommend ?"),
-    Template("unseen-2", "{user} recently engaged with items {history} . "
-                         "Which item should come next for this user ?"),
+    Template(
+        "unseen-1",
+        "Based on the items {history} chosen by {user} , what is the next item to recommend ?",
+    ),
+    Template(
+        "unseen-2",
+        "{user} recently engaged with items {history} . "
+        "Which item should come next for this user ?",
+    ),
 )
 
 
@@ -91,9 +109,14 @@ def _check_positive(**values: int | None) -> None:
             raise ValueError(f"{name} must be at least 1, got {value}")
 
 
-def training_examples(sequences: Sequence[np.ndarray], index: list[str], *,
-                      max_history: int = 20, windows_per_user: int | None,
-                      rng: np.random.Generator) -> list[tuple[str, str]]:
+def training_examples(
+    sequences: Sequence[np.ndarray],
+    index: list[str],
+    *,
+    max_history: int = 20,
+    windows_per_user: int | None,
+    rng: np.random.Generator,
+) -> list[tuple[str, str]]:
     """(source, target) pairs from every user's training part (sequence without its last two).
 
     For a training part ``t_0 .. t_{m-1}`` the windows are the targets ``t_j``, ``j >= 1``, each
@@ -120,14 +143,19 @@ def training_examples(sequences: Sequence[np.ndarray], index: list[str], *,
             targets = np.sort(rng.choice(targets, size=windows_per_user, replace=False))
         for j in targets:
             template = SEEN[rng.integers(len(SEEN))]
-            history = format_history(train[max(0, j - max_history):j], index)
+            history = format_history(train[max(0, j - max_history) : j], index)
             examples.append(template.render(user_text(user), history, index[int(train[j])]))
     return examples
 
 
-def evaluation_examples(sequences: Sequence[np.ndarray], index: list[str], *,
-                        stage: Literal["valid", "test"], template: Template,
-                        max_history: int = 20) -> tuple[np.ndarray, list[str], np.ndarray]:
+def evaluation_examples(
+    sequences: Sequence[np.ndarray],
+    index: list[str],
+    *,
+    stage: Literal["valid", "test"],
+    template: Template,
+    max_history: int = 20,
+) -> tuple[np.ndarray, list[str], np.ndarray]:
     """One prompt per user with at least three items, for leave-one-out evaluation.
 
     For ``"valid"`` the target is the second-last item and the history the items before it; for
@@ -156,7 +184,8 @@ def evaluation_examples(sequences: Sequence[np.ndarray], index: list[str], *,
             continue
         history = seq[:end][-max_history:]
         users.append(user)
-        sources.append(template.source.format(user=user_text(user),
-                                              history=format_history(history, index)))
+        sources.append(
+            template.source.format(user=user_text(user), history=format_history(history, index))
+        )
         targets.append(int(seq[end]))
     return np.array(users, dtype=np.int64), sources, np.array(targets, dtype=np.int64)

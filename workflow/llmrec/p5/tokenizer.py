@@ -19,8 +19,17 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 
-from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers
-from tokenizers import pre_tokenizers, processors, trainers
+from tokenizers import (
+    AddedToken,
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from llmrec.io import atomic_path
@@ -42,10 +51,12 @@ _DIGIT_SCORE = -10.0
 def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
     # The marker joins the first digit piece, so "1234" -> "▁12", "34"; the Unigram model then
     # never sees a longer run of digits and cannot learn whole numbers as single tokens.
-    return pre_tokenizers.Sequence([
-        pre_tokenizers.Metaspace(replacement=WORD_START, prepend_scheme="always", split=True),
-        pre_tokenizers.Split(Regex(f"{WORD_START}?[0-9]{{1,2}}"), behavior="isolated"),
-    ])
+    return pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=WORD_START, prepend_scheme="always", split=True),
+            pre_tokenizers.Split(Regex(f"{WORD_START}?[0-9]{{1,2}}"), behavior="isolated"),
+        ]
+    )
 
 
 def digit_pieces() -> list[str]:
@@ -66,8 +77,9 @@ def _training_text(corpus: Iterable[str], codes: set[str], words: Counter) -> It
     for text in corpus:
         codes.update(CODE.findall(text))
         text = unicodedata.normalize("NFKC", CODE.sub(" ", text))
-        words.update(word for word, _ in pre_tokenizer.pre_tokenize_str(text)
-                     if not _NUMBER.fullmatch(word))
+        words.update(
+            word for word, _ in pre_tokenizer.pre_tokenize_str(text) if not _NUMBER.fullmatch(word)
+        )
         yield text
     yield " ".join(word.lstrip(WORD_START) + _SENTINEL for word in sorted(words))
 
@@ -86,21 +98,26 @@ def _final_unigram(vocab: list[tuple[str, float]], words: Counter) -> models.Uni
     changes no other segmentation.
     """
     vocab = [(piece, score) for piece, score in vocab if _SENTINEL not in piece]
-    trained = models.Unigram(vocab, unk_id=[piece for piece, _ in vocab].index(UNK),
-                             byte_fallback=False)
+    trained = models.Unigram(
+        vocab, unk_id=[piece for piece, _ in vocab].index(UNK), byte_fallback=False
+    )
     counts: Counter = Counter()
     for word, n in words.items():
         for token in trained.tokenize(word):
             counts[token.value] += n
     digits = digit_pieces()
     special, skip = [PAD, EOS, UNK], {PAD, EOS, UNK, *digits}
-    pieces = sorted((piece for piece, _ in vocab if piece not in skip),
-                    key=lambda piece: (-counts[piece], piece))
+    pieces = sorted(
+        (piece for piece, _ in vocab if piece not in skip),
+        key=lambda piece: (-counts[piece], piece),
+    )
     total = sum(counts[piece] for piece in pieces) + 0.5 * len(pieces)
     scored = [(piece, math.log((counts[piece] + 0.5) / total)) for piece in pieces]
-    return models.Unigram([(piece, 0.0) for piece in special] + scored
-                          + [(piece, _DIGIT_SCORE) for piece in digits],
-                          unk_id=special.index(UNK), byte_fallback=False)
+    return models.Unigram(
+        [(piece, 0.0) for piece in special] + scored + [(piece, _DIGIT_SCORE) for piece in digits],
+        unk_id=special.index(UNK),
+        byte_fallback=False,
+    )
 
 
 def _code_order(code: str) -> tuple[str, int]:
@@ -109,12 +126,18 @@ def _code_order(code: str) -> tuple[str, int]:
 
 
 def _wrap(tokenizer: Tokenizer) -> PreTrainedTokenizerFast:
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token=PAD, eos_token=EOS,
-                                   unk_token=UNK, model_max_length=512)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token=PAD,
+        eos_token=EOS,
+        unk_token=UNK,
+        model_max_length=512,
+    )
 
 
-def train_tokenizer(corpus: Iterable[str], vocab_size: int,
-                    folder: str | os.PathLike) -> PreTrainedTokenizerFast:
+def train_tokenizer(
+    corpus: Iterable[str], vocab_size: int, folder: str | os.PathLike
+) -> PreTrainedTokenizerFast:
     """Train a T5-like Unigram tokenizer on ``corpus`` and save it to ``folder``.
 
     Args:
@@ -133,27 +156,33 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int,
     tokenizer = Tokenizer(models.Unigram())
     tokenizer.normalizer = normalizers.NFKC()
     tokenizer.pre_tokenizer = _pre_tokenizer()
-    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK],
-                                      unk_token=UNK, show_progress=False)
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size, special_tokens=[PAD, EOS, UNK], unk_token=UNK, show_progress=False
+    )
     tokenizer.train_from_iterator(_training_text(corpus, codes, words), trainer)
     if not words:
-        raise ValueError("the tokenizer corpus is empty (or only numbers and codes); there is no "
-                         "text to train on")
+        raise ValueError(
+            "the tokenizer corpus is empty (or only numbers and codes); there is no "
+            "text to train on"
+        )
     vocab = [tuple(entry) for entry in json.loads(tokenizer.to_str())["model"]["vocab"]]
     tokenizer.model = _final_unigram(vocab, words)
     tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, 1)])
+        single=f"$A {EOS}", pair=f"$A {EOS} $B {EOS}", special_tokens=[(EOS, 1)]
+    )
     tokenizer.decoder = decoders.Metaspace(replacement=WORD_START, prepend_scheme="always")
     # Not normalized: a code is matched as written, before NFKC and the marker touch it.
-    tokenizer.add_tokens([AddedToken(code, normalized=False)
-                          for code in sorted(codes, key=_code_order)])
+    tokenizer.add_tokens(
+        [AddedToken(code, normalized=False) for code in sorted(codes, key=_code_order)]
+    )
     wrapped = _wrap(tokenizer)
     save_tokenizer(wrapped, folder)
     return wrapped
 
 
-def pretrained_tokenizer(name: str, corpus: Iterable[str],
-                         folder: str | os.PathLike) -> PreTrainedTokenizerFast:
+def pretrained_tokenizer(
+    name: str, corpus: Iterable[str], folder: str | os.PathLike
+) -> PreTrainedTokenizerFast:
     """A pretrained T5 tokenizer (hub name or folder) with the corpus's codes added, saved.
 
     For a pretrained model (``t5-small``), whose vocabulary must stay its own. Needs internet
@@ -168,11 +197,14 @@ def pretrained_tokenizer(name: str, corpus: Iterable[str],
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except OSError as error:
-        raise RuntimeError(f"could not load the pretrained tokenizer {name!r}: a hub name needs "
-                           f"internet (or a filled HF cache), else give a local folder") from error
+        raise RuntimeError(
+            f"could not load the pretrained tokenizer {name!r}: a hub name needs "
+            f"internet (or a filled HF cache), else give a local folder"
+        ) from error
     codes = {code for text in corpus for code in CODE.findall(text)}
-    tokenizer.add_tokens([AddedToken(code, normalized=False)
-                          for code in sorted(codes, key=_code_order)])
+    tokenizer.add_tokens(
+        [AddedToken(code, normalized=False) for code in sorted(codes, key=_code_order)]
+    )
     save_tokenizer(tokenizer, folder)
     return tokenizer
 
@@ -193,8 +225,9 @@ def load_tokenizer(folder: str | os.PathLike) -> PreTrainedTokenizerFast:
     return AutoTokenizer.from_pretrained(folder)
 
 
-def whole_word_ids(input_ids: Sequence[int], tokenizer: PreTrainedTokenizerFast,
-                   max_words: int = 512) -> list[int]:
+def whole_word_ids(
+    input_ids: Sequence[int], tokenizer: PreTrainedTokenizerFast, max_words: int = 512
+) -> list[int]:
     """P5's whole-word ids: the tokens of one whitespace-separated word share an id.
 
     Words count from 1 in order; a token starts a word when it carries the "▁" marker (or is

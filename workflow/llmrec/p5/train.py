@@ -51,12 +51,25 @@ def _load_checkpoint(path: Path | None, fingerprint: str) -> dict | None:
     return state
 
 
-def train_seq2seq(model: P5, tokenizer, examples: Examples, *, epochs: int, batch_size: int,
-                  lr: float, weight_decay: float = 0.01, warmup: float = 0.05,
-                  max_source_len: int = 128, max_target_len: int = 16, seed: int = 0,
-                  checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 200,
-                  fingerprint: str = "", device: str | torch.device = "cpu",
-                  progress: bool = True) -> list[dict]:
+def train_seq2seq(
+    model: P5,
+    tokenizer,
+    examples: Examples,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float = 0.01,
+    warmup: float = 0.05,
+    max_source_len: int = 128,
+    max_target_len: int = 16,
+    seed: int = 0,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 200,
+    fingerprint: str = "",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[dict]:
     """Train ``model`` in place on ``examples`` and return one history row per epoch.
 
     Args:
@@ -87,8 +100,13 @@ def train_seq2seq(model: P5, tokenizer, examples: Examples, *, epochs: int, batc
     total = epochs * steps_per_epoch
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(total, warmup))
     path = Path(checkpoint) if checkpoint is not None else None
     history: list[dict] = []
@@ -100,19 +118,37 @@ def train_seq2seq(model: P5, tokenizer, examples: Examples, *, epochs: int, batc
         torch.set_rng_state(state["torch_rng"])
         start_epoch, start_batch = int(state["epoch"]), int(state["batch"])
         history, losses = list(state["history"]), list(state["losses"])
-        log.info("resuming from %s at epoch %d, step %d of %d", path, start_epoch + 1,
-                 start_batch, steps_per_epoch)
+        log.info(
+            "resuming from %s at epoch %d, step %d of %d",
+            path,
+            start_epoch + 1,
+            start_batch,
+            steps_per_epoch,
+        )
 
     def save(epoch: int, batch: int) -> None:
         with atomic_path(path) as tmp:
-            torch.save({"fingerprint": fingerprint, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
-                        "epoch": epoch, "batch": batch, "history": history,
-                        "losses": losses}, tmp)
+            torch.save(
+                {
+                    "fingerprint": fingerprint,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch,
+                    "batch": batch,
+                    "history": history,
+                    "losses": losses,
+                },
+                tmp,
+            )
 
-    bar = tqdm(total=total, initial=start_epoch * steps_per_epoch + start_batch,
-               desc="train", disable=not progress)
+    bar = tqdm(
+        total=total,
+        initial=start_epoch * steps_per_epoch + start_batch,
+        desc="train",
+        disable=not progress,
+    )
     model.train()
     for epoch in range(start_epoch, epochs):
         started = time.perf_counter()
@@ -122,9 +158,13 @@ def train_seq2seq(model: P5, tokenizer, examples: Examples, *, epochs: int, batc
         if first == 0:
             losses = []
         for b in range(first, steps_per_epoch):
-            batch = [pairs[i] for i in order[b * batch_size:(b + 1) * batch_size]]
-            tensors = {k: v.to(device) for k, v in collate(
-                batch, tokenizer, max_source_len, max_target_len, model.whole_word).items()}
+            batch = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
+            tensors = {
+                k: v.to(device)
+                for k, v in collate(
+                    batch, tokenizer, max_source_len, max_target_len, model.whole_word
+                ).items()
+            }
             loss = model(**tensors)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -135,10 +175,16 @@ def train_seq2seq(model: P5, tokenizer, examples: Examples, *, epochs: int, batc
             bar.update()
             if path is not None and (b + 1) % checkpoint_every == 0 and b + 1 < steps_per_epoch:
                 save(epoch, b + 1)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)),
-                        "seconds": time.perf_counter() - started})
-        log.info("epoch %d  loss %.4f  %.1fs", epoch + 1, history[-1]["loss"],
-                 history[-1]["seconds"])
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        log.info(
+            "epoch %d  loss %.4f  %.1fs", epoch + 1, history[-1]["loss"], history[-1]["seconds"]
+        )
         if path is not None and epoch + 1 < epochs:
             save(epoch + 1, 0)
     bar.close()

@@ -2,19 +2,21 @@
 
 One function per rule of ``workflow/rules/arithmetic.smk``:
 
-- :func:`index_items`: item ID texts (sequential, random or collaborative indexing);
-- :func:`make_tokenizer`: a tokenizer trained on the study's prompts and arithmetic problems;
-- :func:`initial_weights`: the seed's starting weights theta_0;
-- :func:`pretrain_arithmetic`: theta_arith, theta_0 trained on arithmetic;
-- :func:`train_recommender`: sequential recommendation fine-tuning from theta_0 (``p5``) or
+- :func:`p5_index`: item ID texts (sequential or random indexing);
+- :func:`p5_tokenizer`: a tokenizer trained on the study's prompts and arithmetic problems;
+- :func:`p5_init`: the seed's starting weights theta_0;
+- :func:`p5_arithmetic`: theta_arith, theta_0 trained on arithmetic;
+- :func:`train_p5`: sequential recommendation fine-tuning from theta_0 (``p5``) or
   from theta_arith (``precondition``: pre-conditioning);
-- :func:`add_task_vector`: ``task_vector``: the P5 model plus lambda (theta_arith - theta_0)
+- :func:`p5_task_vector`: ``task_vector``: the P5 model plus lambda (theta_arith - theta_0)
   (Ilharco et al. 2023, https://arxiv.org/abs/2212.04089);
-- :func:`evaluate_recommender`: constrained beam search over valid IDs, hit and NDCG at k on the
+- :func:`evaluate_p5`: constrained beam search over valid IDs, hit and NDCG at k on the
   leave-one-out test item, with seen or unseen prompt templates;
-- :func:`train_sasrec_model`: SASRec on the same split, the classic reference row.
+- :func:`train_sasrec`: SASRec on the same split, the classic reference row.
 
-The table, the embedding figure and the co-occurrence table are in
+The runs the table reads are the evaluations (:func:`evaluate_p5`, :func:`train_sasrec`); their
+summaries record the study, dataset, model (the method), variant (the prompt setting, none for
+SASRec) and seed. The table, the embedding figure and the co-occurrence table are in
 :mod:`llmrec.studies.arithmetic_report`.
 """
 
@@ -44,9 +46,12 @@ from ..p5.prompts import evaluation_examples, templates, training_examples
 from ..p5.tokenizer import load_tokenizer, pretrained_tokenizer, train_tokenizer
 from ..p5.train import train_seq2seq
 from ..training.seed import init_seed
-from ..training.sequential import evaluate_sasrec, train_sasrec
+from ..training.sequential import evaluate_sasrec, fit_sasrec
+from .tables import run_keys
 
 log = logging.getLogger(__name__)
+
+STUDY = "arithmetic"
 
 HELD_OUT = 2**31 - 1
 """The "epoch" whose arithmetic problems measure accuracy; training never reaches it."""
@@ -69,44 +74,68 @@ def _id_range(index: Sequence[str]) -> tuple[int, int]:
     """The numbers the item IDs span (arithmetic is posed over them)."""
     numbers = [int(text) for text in index if text.isdigit()]
     if not numbers:
-        raise ValueError("the arithmetic task needs numeric item IDs: use sequential or random "
-                         "indexing (arithmetic.indexing)")
+        raise ValueError(
+            "the arithmetic task needs numeric item IDs: use sequential or random "
+            "indexing (arithmetic.indexing)"
+        )
     return min(numbers), max(numbers)
 
 
-def index_items(input: Mapping[str, str], output: Mapping[str, str], *, method: str, seed: int,
-                collaborative: Mapping) -> None:
-    """The ID text of every item, written as ``index.parquet``."""
-    index = build_index(method, load_sequences(input["sequences"]), _n_items(input["item_table"]),
-                        seed=seed, n_clusters=collaborative["n_clusters"],
-                        cluster_size=collaborative["cluster_size"])
+def p5_index(
+    input: Mapping[str, str], output: Mapping[str, str], *, method: str, seed: int
+) -> None:
+    """The ID text of every item (sequential or random indexing), written as ``index.parquet``.
+
+    Collaborative indexing (:mod:`llmrec.p5.indexing`) gives no numbers to do arithmetic on, so
+    the study's config offers only the other two."""
+    index = build_index(
+        method, load_sequences(input["sequences"]), _n_items(input["item_table"]), seed=seed
+    )
     write_index(output["index"], index, method)
 
 
 def _arithmetic_examples(arithmetic: Mapping, index: Sequence[str], seed: int, epoch: int):
     low, high = _id_range(index)
-    return arithmetic_examples(arithmetic["examples"], low=low, high=high,
-                               forms=arithmetic["forms"], max_operand=arithmetic["max_operand"],
-                               rng=np.random.default_rng([seed, 1, epoch]))
+    return arithmetic_examples(
+        arithmetic["examples"],
+        low=low,
+        high=high,
+        forms=arithmetic["forms"],
+        max_operand=arithmetic["max_operand"],
+        rng=np.random.default_rng([seed, 1, epoch]),
+    )
 
 
 def _recommendation_examples(sequences, index, prompts: Mapping, seed: int, epoch: int):
-    return training_examples(sequences, index, max_history=prompts["max_history"],
-                             windows_per_user=prompts["windows_per_user"],
-                             rng=np.random.default_rng([seed, 2, epoch]))
+    return training_examples(
+        sequences,
+        index,
+        max_history=prompts["max_history"],
+        windows_per_user=prompts["windows_per_user"],
+        rng=np.random.default_rng([seed, 2, epoch]),
+    )
 
 
-def make_tokenizer(input: Mapping[str, str], output: Mapping[str, str], *, vocab_size: int,
-                   prompts: Mapping, arithmetic: Mapping, pretrained: str | None = None) -> None:
+def p5_tokenizer(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    vocab_size: int,
+    prompts: Mapping,
+    arithmetic: Mapping,
+    pretrained: str | None = None,
+) -> None:
     """A tokenizer trained on the recommendation prompts (all templates) and arithmetic, or a
     pretrained T5's (``pretrained``) with the corpus's collaborative-ID tokens added."""
     sequences, index = load_sequences(input["sequences"]), read_index(input["index"])
-    corpus = [text for pair in _recommendation_examples(sequences, index, prompts, 0, 0)
-              for text in pair]
+    corpus = [
+        text for pair in _recommendation_examples(sequences, index, prompts, 0, 0) for text in pair
+    ]
     corpus += [text for pair in _arithmetic_examples(arithmetic, index, 0, 0) for text in pair]
     for template in templates("seen") + templates("unseen"):  # validation histories only
-        corpus += evaluation_examples(sequences, index, stage="valid", template=template,
-                                      max_history=prompts["max_history"])[1]
+        corpus += evaluation_examples(
+            sequences, index, stage="valid", template=template, max_history=prompts["max_history"]
+        )[1]
     if pretrained:
         pretrained_tokenizer(pretrained, corpus, output["tokenizer"])
     else:
@@ -136,45 +165,79 @@ def _fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _train(net, tokenizer, examples, train: Mapping, seed: int, checkpoint: Path,
-           fingerprint: str, device: str, progress: bool) -> list[dict]:
+def _train(
+    net,
+    tokenizer,
+    examples,
+    train: Mapping,
+    seed: int,
+    checkpoint: Path,
+    fingerprint: str,
+    device: str,
+    progress: bool,
+) -> list[dict]:
     return train_seq2seq(
-        net, tokenizer, examples, epochs=train["epochs"], batch_size=train["batch_size"],
-        lr=train["lr"], weight_decay=train["weight_decay"], warmup=train["warmup"],
-        max_source_len=train["max_source_len"], max_target_len=train["max_target_len"],
-        seed=seed, checkpoint=checkpoint, checkpoint_every=train["checkpoint_every"],
-        fingerprint=fingerprint, device=resolve_device(device), progress=progress)
+        net,
+        tokenizer,
+        examples,
+        epochs=train["epochs"],
+        batch_size=train["batch_size"],
+        lr=train["lr"],
+        weight_decay=train["weight_decay"],
+        warmup=train["warmup"],
+        max_source_len=train["max_source_len"],
+        max_target_len=train["max_target_len"],
+        seed=seed,
+        checkpoint=checkpoint,
+        checkpoint_every=train["checkpoint_every"],
+        fingerprint=fingerprint,
+        device=resolve_device(device),
+        progress=progress,
+    )
 
 
-def arithmetic_accuracy(net, tokenizer, problems: Sequence[tuple[str, str]], device,
-                        batch_size: int = 64) -> float:
+def arithmetic_accuracy(
+    net, tokenizer, problems: Sequence[tuple[str, str]], device, batch_size: int = 64
+) -> float:
     """Share of problems the model answers exactly (greedy decoding, unconstrained)."""
     net.eval()
     right = 0
     with torch.inference_mode():
         for start in range(0, len(problems), batch_size):
-            batch = problems[start:start + batch_size]
-            enc = {k: v.to(device) for k, v in
-                   collate(batch, tokenizer, 64, 16, net.whole_word).items()}
-            inputs = net.encoder_inputs(enc["input_ids"], enc["attention_mask"],
-                                        enc.get("whole_word_ids"))
+            batch = problems[start : start + batch_size]
+            enc = {
+                k: v.to(device)
+                for k, v in collate(batch, tokenizer, 64, 16, net.whole_word).items()
+            }
+            inputs = net.encoder_inputs(
+                enc["input_ids"], enc["attention_mask"], enc.get("whole_word_ids")
+            )
             out = net.t5.generate(**inputs, max_new_tokens=8, num_beams=1, do_sample=False)
             answers = tokenizer.batch_decode(out, skip_special_tokens=True)
-            right += sum(a.replace(" ", "") == t.replace(" ", "")
-                         for a, (_, t) in zip(answers, batch))
+            right += sum(
+                a.replace(" ", "") == t.replace(" ", "") for a, (_, t) in zip(answers, batch)
+            )
     return right / max(1, len(problems))
 
 
-def initial_weights(input: Mapping[str, str], output: Mapping[str, str], *, seed: int | str,
-                    model: Mapping) -> None:
+def p5_init(
+    input: Mapping[str, str], output: Mapping[str, str], *, seed: int | str, model: Mapping
+) -> None:
     """theta_0: the seed's starting weights, shared by the three P5 variants of the seed."""
-    _save(output["base"], _model(model, load_tokenizer(input["tokenizer"]), int(seed))
-          .state_dict())
+    _save(output["base"], _model(model, load_tokenizer(input["tokenizer"]), int(seed)).state_dict())
 
 
-def pretrain_arithmetic(input: Mapping[str, str], output: Mapping[str, str], *, seed: int | str,
-                        model: Mapping, arithmetic: Mapping, device: str = "auto",
-                        progress: bool = True, threads: int = 1) -> None:
+def p5_arithmetic(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    seed: int | str,
+    model: Mapping,
+    arithmetic: Mapping,
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
     """theta_arith: theta_0 trained on arithmetic problems over the item-ID numbers."""
     seed = int(seed)
     torch.set_num_threads(threads)
@@ -185,21 +248,46 @@ def pretrain_arithmetic(input: Mapping[str, str], output: Mapping[str, str], *, 
     dev = resolve_device(device)
     before = arithmetic_accuracy(net.to(dev), tokenizer, held_out, dev)
     start = time.perf_counter()
-    history = _train(net, tokenizer, lambda e: _arithmetic_examples(arithmetic, index, seed, e),
-                     arithmetic["train"], seed, Path(output["arithmetic"]).with_suffix(".ckpt"),
-                     _fingerprint(model, arithmetic, seed, _sha256(input["base"])), device,
-                     progress)
+    history = _train(
+        net,
+        tokenizer,
+        lambda e: _arithmetic_examples(arithmetic, index, seed, e),
+        arithmetic["train"],
+        seed,
+        Path(output["arithmetic"]).with_suffix(".ckpt"),
+        _fingerprint(model, arithmetic, seed, _sha256(input["base"])),
+        device,
+        progress,
+    )
     seconds = time.perf_counter() - start
     after = arithmetic_accuracy(net, tokenizer, held_out, dev)
     _save(output["arithmetic"], net.state_dict())
     log.info("arithmetic exact-match accuracy %.3f -> %.3f", before, after)
-    write_json(output["summary"], {"seed": seed, "train_seconds": seconds, "history": history,
-                                   "accuracy_before": before, "accuracy_after": after})
+    write_json(
+        output["summary"],
+        {
+            "seed": seed,
+            "train_seconds": seconds,
+            "history": history,
+            "accuracy_before": before,
+            "accuracy_after": after,
+        },
+    )
 
 
-def train_recommender(input: Mapping[str, str], output: Mapping[str, str], *, method: str,
-                      seed: int | str, model: Mapping, prompts: Mapping, train: Mapping,
-                      device: str = "auto", progress: bool = True, threads: int = 1) -> None:
+def train_p5(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    method: str,
+    seed: int | str,
+    model: Mapping,
+    prompts: Mapping,
+    train: Mapping,
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
     """Fine-tune on sequential recommendation from ``input["init"]`` (theta_0 or theta_arith)."""
     seed = int(seed)
     torch.set_num_threads(threads)
@@ -209,17 +297,32 @@ def train_recommender(input: Mapping[str, str], output: Mapping[str, str], *, me
     net.load_state_dict(_load(input["init"]))
     start = time.perf_counter()
     examples = lambda epoch: _recommendation_examples(sequences, index, prompts, seed, epoch)  # noqa: E731
-    history = _train(net, tokenizer, examples, train, seed,
-                     Path(output["weights"]).with_suffix(".ckpt"),
-                     _fingerprint(method, model, prompts, train, seed, _sha256(input["init"])),
-                     device, progress)
+    history = _train(
+        net,
+        tokenizer,
+        examples,
+        train,
+        seed,
+        Path(output["weights"]).with_suffix(".ckpt"),
+        _fingerprint(method, model, prompts, train, seed, _sha256(input["init"])),
+        device,
+        progress,
+    )
     _save(output["weights"], net.state_dict())
-    write_json(output["summary"], {"method": method, "seed": seed, "history": history,
-                                   "train_seconds": time.perf_counter() - start})
+    write_json(
+        output["summary"],
+        {
+            "method": method,
+            "seed": seed,
+            "history": history,
+            "train_seconds": time.perf_counter() - start,
+        },
+    )
 
 
-def add_task_vector(input: Mapping[str, str], output: Mapping[str, str], *,
-                    coefficient: float) -> None:
+def p5_task_vector(
+    input: Mapping[str, str], output: Mapping[str, str], *, coefficient: float
+) -> None:
     """The P5 model's weights plus ``coefficient`` x (theta_arith - theta_0)."""
     tau = task_vector(_load(input["arithmetic"]), _load(input["base"]))
     _save(output["weights"], apply_task_vector(_load(input["recommender"]), tau, coefficient))
@@ -235,10 +338,21 @@ def _write_results(output: Mapping[str, str], per_user, extra: Mapping) -> None:
     write_json(output["summary"], {**extra, "test": summarize(per_user)})
 
 
-def evaluate_recommender(input: Mapping[str, str], output: Mapping[str, str], *, method: str,
-                         seed: int | str, setting: str, model: Mapping, prompts: Mapping,
-                         evaluation: Mapping, device: str = "auto", progress: bool = True,
-                         threads: int = 1) -> None:
+def evaluate_p5(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    dataset: str,
+    method: str,
+    seed: int | str,
+    setting: str,
+    model: Mapping,
+    prompts: Mapping,
+    evaluation: Mapping,
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
     """Test hit and NDCG at k: beam search constrained to valid item IDs, one template of the
     ``setting`` (seen in training or unseen), the last item of every user as the truth."""
     torch.set_num_threads(threads)
@@ -247,41 +361,84 @@ def evaluate_recommender(input: Mapping[str, str], output: Mapping[str, str], *,
     net = _model(model, tokenizer, int(seed))
     net.load_state_dict(_load(input["weights"]))
     template = templates(setting)[0]
-    users, sources, targets = evaluation_examples(sequences, index, stage="test",
-                                                  template=template,
-                                                  max_history=prompts["max_history"])
+    users, sources, targets = evaluation_examples(
+        sequences, index, stage="test", template=template, max_history=prompts["max_history"]
+    )
     ks = evaluation["ks"]
     dev = resolve_device(device)
     start = time.perf_counter()
-    top = recommend(net.to(dev), tokenizer, sources, Trie.from_items(index, tokenizer),
-                    k=max(ks), batch_size=evaluation["batch_size"], device=dev,
-                    whole_word=model["whole_word"], progress=progress)
+    top = recommend(
+        net.to(dev),
+        tokenizer,
+        sources,
+        Trie.from_items(index, tokenizer),
+        k=max(ks),
+        batch_size=evaluation["batch_size"],
+        device=dev,
+        whole_word=model["whole_word"],
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
-    per_user = ranking_metrics(top, _truth(users, targets, len(sequences), len(index)), users,
-                               ks)
-    _write_results(output, per_user, {"method": method, "seed": int(seed), "setting": setting,
-                                      "template": template.id, "eval_seconds": seconds})
+    per_user = ranking_metrics(top, _truth(users, targets, len(sequences), len(index)), users, ks)
+    keys = run_keys(study=STUDY, dataset=dataset, model=method, variant=setting, seed=seed)
+    _write_results(
+        output,
+        per_user,
+        {
+            **keys,
+            "method": method,
+            "setting": setting,
+            "template": template.id,
+            "eval_seconds": seconds,
+        },
+    )
     log.info("%s seed %s %s: %s in %.0fs", method, seed, setting, summarize(per_user), seconds)
 
 
-def train_sasrec_model(input: Mapping[str, str], output: Mapping[str, str], *, seed: int | str,
-                       sasrec: Mapping, ks: Sequence[int], device: str = "auto",
-                       progress: bool = True, threads: int = 1) -> None:
-    """SASRec on the same leave-one-out split; test metrics by full ranking."""
+def train_sasrec(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    dataset: str,
+    seed: int | str,
+    sasrec: Mapping,
+    ks: Sequence[int],
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
+    """SASRec on the same leave-one-out split; test metrics by full ranking. It reads no prompt,
+    so its summary records no variant: the table shows it under every prompt setting."""
     seed = int(seed)
     torch.set_num_threads(threads)
     sequences = load_sequences(input["sequences"])
     init_seed(seed)
-    net = SASRec(_n_items(input["item_table"]), max_len=sasrec["max_len"], hidden=sasrec["hidden"],
-                 num_layers=sasrec["num_layers"], num_heads=sasrec["num_heads"],
-                 dropout=sasrec["dropout"])
+    net = SASRec(
+        _n_items(input["item_table"]),
+        max_len=sasrec["max_len"],
+        hidden=sasrec["hidden"],
+        num_layers=sasrec["num_layers"],
+        num_heads=sasrec["num_heads"],
+        dropout=sasrec["dropout"],
+    )
     dev = resolve_device(device)
     start = time.perf_counter()
-    _, history = train_sasrec(net.to(dev), sequences, epochs=sasrec["epochs"],
-                              batch_size=sasrec["batch_size"], lr=sasrec["lr"],
-                              patience=sasrec["patience"], eval_every=sasrec["eval_every"],
-                              ks=ks, seed=seed, device=dev, progress=progress)
+    _, history = fit_sasrec(
+        net.to(dev),
+        sequences,
+        epochs=sasrec["epochs"],
+        batch_size=sasrec["batch_size"],
+        lr=sasrec["lr"],
+        patience=sasrec["patience"],
+        eval_every=sasrec["eval_every"],
+        ks=ks,
+        seed=seed,
+        device=dev,
+        progress=progress,
+    )
     seconds = time.perf_counter() - start
     per_user = evaluate_sasrec(net, sequences, "test", ks, dev)
-    _write_results(output, per_user, {"method": "sasrec", "seed": seed, "history": history,
-                                      "train_seconds": seconds})
+    keys = run_keys(study=STUDY, dataset=dataset, model="sasrec", variant=None, seed=seed)
+    _write_results(
+        output, per_user, {**keys, "method": "sasrec", "history": history, "train_seconds": seconds}
+    )

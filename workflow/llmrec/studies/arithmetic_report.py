@@ -1,96 +1,72 @@
-"""The arithmetic study's table, its number-embedding figure and the co-occurrence table."""
+"""The arithmetic study's table, its number-embedding figure and the co-occurrence table.
+
+The table reads the evaluation runs' summaries (:mod:`llmrec.studies.tables`), not their paths.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import torch
 
-matplotlib.use("Agg")  # files only; no display on cluster nodes
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-
-from ..evaluation.significance import compare  # noqa: E402
-from ..io import atomic_path, read_json, write_csv, write_text  # noqa: E402
-from ..provenance import stamp  # noqa: E402
-from .seeds import mean_over_seeds, mean_std  # noqa: E402
+from ..figures import save_png, subplots
+from ..io import write_csv
+from .tables import TableSpec, write_study_table
 
 BASELINE = "p5"
 ROWS = ("p5", "precondition", "task_vector", "sasrec")
-NAMES = {"p5": "P5", "precondition": "pre-conditioning", "task_vector": "task vector",
-         "sasrec": "SASRec"}
+NAMES = {
+    "p5": "P5",
+    "precondition": "pre-conditioning",
+    "task_vector": "task vector",
+    "sasrec": "SASRec",
+}
+NOTE = (
+    "\nMean ± std over seeds of the leave-one-out test item's hit rate and NDCG at k "
+    "(P5 variants: beam search constrained to valid item IDs, as many beams as the "
+    "largest k; SASRec: full ranking). In brackets: change against P5 in the same "
+    "prompt setting and the paired t-test p over users (each user's value averaged "
+    "over seeds). seen: a training template; unseen: a template never trained on. "
+    "SASRec reads no prompt: its row repeats under both settings.\n"
+)
 
 
-def _columns(ks: Sequence[int]) -> list[str]:
-    return [f"{m}@{k}" for m in ("hit", "ndcg") for k in ks]
-
-
-def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str], *,
-                  ks: Sequence[int], settings: Sequence[str], synthetic: Sequence[str] = (),
-                  provenance: Mapping | None = None) -> None:
+def arithmetic_table(
+    input: Mapping[str, Sequence[str]],
+    output: Mapping[str, str],
+    *,
+    ks: Sequence[int],
+    settings: Sequence[str],
+    synthetic: Sequence[str] = (),
+    provenance: Mapping | None = None,
+) -> None:
     """Mean and std over seeds per (dataset, prompt setting, method); change and paired test
     against P5 in the same setting (each user's value averaged over seeds first).
 
-    SASRec reads no prompt: its runs appear under every setting, the same numbers each time.
+    SASRec reads no prompt (its runs record no setting): they appear under every setting, the
+    same numbers each time.
     """
-    runs = []
-    for summary_path, per_user_path in zip(input["summaries"], input["per_user"]):
-        summary = read_json(summary_path)
-        dataset = Path(summary_path).parts[2]  # results/arithmetic/{dataset}/...
-        frame = pd.read_parquet(per_user_path)
-        runs.append((dataset, summary.get("setting"), summary["method"], frame))
-    rows = []
-    for dataset in sorted({r[0] for r in runs}):
-        for setting in settings:
-            groups = {}
-            for method in ROWS:
-                frames = [f for d, s, m, f in runs
-                          if d == dataset and m == method and (s == setting or s is None)]
-                if frames:
-                    groups[method] = (frames, mean_over_seeds(frames, "user_id"))
-            for method, (frames, by_user) in groups.items():
-                row = {"dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
-                       "setting": setting, "method": NAMES[method], "seeds": len(frames)}
-                for col in _columns(ks):
-                    row[col], row[f"{col}_std"] = mean_std([f[col].mean() for f in frames])
-                    base = groups.get(BASELINE)
-                    if method != BASELINE and base is not None:
-                        test = compare(by_user, base[1], col)
-                        mean_base = base[1][col].mean()
-                        row[f"{col}_change_%"] = (100 * (by_user[col].mean() - mean_base)
-                                                  / mean_base if mean_base else np.nan)
-                        row[f"{col}_p"] = test["t_p"]
-                    else:
-                        row[f"{col}_change_%"] = 0.0 if method == BASELINE else np.nan
-                        row[f"{col}_p"] = np.nan
-                rows.append(row)
-    table = pd.DataFrame(rows).assign(**stamp(provenance))
-    write_csv(output["table"], table)
-    write_text(output["markdown"], _markdown(table, ks))
+    from .arithmetic import STUDY
 
-
-def _markdown(table: pd.DataFrame, ks: Sequence[int]) -> str:
-    cols = _columns(ks)
-    lines = ["| dataset | prompts | method | seeds | " + " | ".join(cols) + " |",
-             "|---|---|---|---|" + "---|" * len(cols)]
-    for _, r in table.iterrows():
-        cells = []
-        for c in cols:
-            p = r[f"{c}_p"]
-            mark = "" if np.isnan(p) else f" ({r[c + '_change_%']:+.1f}%, p={p:.2g})"
-            cells.append(f"{r[c]:.4f} ± {r[c + '_std']:.4f}{mark}")
-        lines.append(f"| {r['dataset']} | {r['setting']} | {r['method']} | {r['seeds']} | "
-                     + " | ".join(cells) + " |")
-    note = ("\nMean ± std over seeds of the leave-one-out test item's hit rate and NDCG at k "
-            "(P5 variants: beam search constrained to valid item IDs, as many beams as the "
-            "largest k; SASRec: full ranking). In brackets: change against P5 in the same "
-            "prompt setting and the paired t-test p over users (each user's value averaged "
-            "over seeds). seen: a training template; unseen: a template never trained on. "
-            "SASRec reads no prompt: its row repeats under both settings.\n")
-    return "\n".join(lines) + "\n" + note
+    spec = TableSpec(
+        study=STUDY,
+        columns=("dataset", "variant", "model"),
+        markdown_columns=("dataset", "setting", "method", "seeds"),
+        models=ROWS,
+        baseline={"model": BASELINE},
+        unit="user_id",
+        unit_table="per_user",
+        metrics=tuple(f"{m}@{k}" for m in ("hit", "ndcg") for k in ks),
+        note=NOTE,
+        names={"variant": "setting", "model": "method"},
+        labels={"setting": "prompts"},
+        model_names=NAMES,
+        variants=tuple(settings),
+        change="units",
+    )
+    write_study_table(input, output, spec, synthetic=synthetic, provenance=provenance)
 
 
 def number_piece_ids(tokenizer, prefix: str = "10") -> list[int]:
@@ -105,37 +81,44 @@ def number_piece_ids(tokenizer, prefix: str = "10") -> list[int]:
     return ids
 
 
-def similarity_by_distance(embeddings: torch.Tensor, ids: Sequence[int],
-                           max_distance: int = 20) -> np.ndarray:
+def similarity_by_distance(
+    embeddings: torch.Tensor, ids: Sequence[int], max_distance: int = 20
+) -> np.ndarray:
     """Mean cosine similarity of the embeddings of numbers ``d`` apart, for d = 1..max."""
     vectors = torch.nn.functional.normalize(embeddings[list(ids)].double(), dim=1)
     sims = (vectors @ vectors.T).numpy()
     return np.array([np.diagonal(sims, offset=d).mean() for d in range(1, max_distance + 1)])
 
 
-def embeddings_figure(input: Mapping[str, str], output: Mapping[str, str], *,
-                      max_distance: int = 20) -> None:
+def arithmetic_embeddings(
+    input: Mapping[str, str], output: Mapping[str, str], *, max_distance: int = 20
+) -> None:
     """How continuous the number-piece embeddings are, per model (one seed): mean cosine
     similarity of pieces d apart, and the similarity of each piece to the next."""
     from ..p5.tokenizer import load_tokenizer
 
     tokenizer = load_tokenizer(input["tokenizer"])
     ids = number_piece_ids(tokenizer)
-    models = {"theta_0 (start)": input["base"], "theta_arith": input["arithmetic"],
-              "P5": input["p5"], "pre-conditioning": input["precondition"],
-              "task vector": input["task_vector"]}
+    models = {
+        "theta_0 (start)": input["base"],
+        "theta_arith": input["arithmetic"],
+        "P5": input["p5"],
+        "pre-conditioning": input["precondition"],
+        "task vector": input["task_vector"],
+    }
     rows, consecutive = [], {}
     for name, path in models.items():
         state = torch.load(path, weights_only=True, map_location="cpu")
         shared = next(v for k, v in state.items() if k.endswith("shared.weight"))
         curve = similarity_by_distance(shared, ids, max_distance)
-        rows += [{"model": name, "distance": d, "mean_cosine": s}
-                 for d, s in enumerate(curve, start=1)]
+        rows += [
+            {"model": name, "distance": d, "mean_cosine": s} for d, s in enumerate(curve, start=1)
+        ]
         vectors = torch.nn.functional.normalize(shared[ids].double(), dim=1)
         consecutive[name] = (vectors[:-1] * vectors[1:]).sum(1).numpy()
     table = pd.DataFrame(rows)
     write_csv(output["table"], table)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
     for name, sub in table.groupby("model", sort=False):
         left.plot(sub["distance"], sub["mean_cosine"], marker="o", ms=3, label=name)
         right.plot(np.arange(99), consecutive[name], lw=1, label=name)
@@ -147,9 +130,7 @@ def embeddings_figure(input: Mapping[str, str], output: Mapping[str, str], *,
     right.set_title("Consecutive pieces")
     left.legend(frameon=False, fontsize=8)
     fig.tight_layout()
-    with atomic_path(output["figure"]) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
+    save_png(fig, output["figure"])
 
 
 def consecutive_pairs(sequences: Sequence[np.ndarray], index: Sequence[str]) -> dict[str, float]:
@@ -169,15 +150,22 @@ def consecutive_pairs(sequences: Sequence[np.ndarray], index: Sequence[str]) -> 
         adjacent.update(zip(train, train[1:]))
     pairs = [(by_number[n], by_number[n + 1]) for n in sorted(by_number) if n + 1 in by_number]
     shared = [len(users_of.get(a, set()) & users_of.get(b, set())) for a, b in pairs]
-    return {"pairs": len(pairs),
-            "cooccur": float(np.mean([s > 0 for s in shared])),
-            "adjacent": float(np.mean([(a, b) in adjacent or (b, a) in adjacent
-                                       for a, b in pairs])),
-            "users": float(np.mean(shared))}
+    return {
+        "pairs": len(pairs),
+        "cooccur": float(np.mean([s > 0 for s in shared])),
+        "adjacent": float(np.mean([(a, b) in adjacent or (b, a) in adjacent for a, b in pairs])),
+        "users": float(np.mean(shared)),
+    }
 
 
-def cooccurrence_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str], *,
-                       datasets: Sequence[str], indexing: str, seed: int) -> None:
+def arithmetic_cooccurrence(
+    input: Mapping[str, Sequence[str]],
+    output: Mapping[str, str],
+    *,
+    datasets: Sequence[str],
+    indexing: str,
+    seed: int,
+) -> None:
     """Consecutive-ID pairs under the configured indexing against a random indexing."""
     from ..p5.indexing import random_indexing, read_index
     from .arithmetic import load_sequences
@@ -186,6 +174,5 @@ def cooccurrence_table(input: Mapping[str, Sequence[str]], output: Mapping[str, 
     for dataset, seq_path, index_path in zip(datasets, input["sequences"], input["index"]):
         sequences, index = load_sequences(seq_path), read_index(index_path)
         for name, ids in ((indexing, index), ("random", random_indexing(len(index), seed))):
-            rows.append({"dataset": dataset, "indexing": name,
-                         **consecutive_pairs(sequences, ids)})
+            rows.append({"dataset": dataset, "indexing": name, **consecutive_pairs(sequences, ids)})
     write_csv(output["table"], pd.DataFrame(rows))

@@ -8,7 +8,8 @@
   input (``item_mean``), the mean of the user's training items' profile embeddings.
 
 Every model is trained with the same backbone settings and seed, selected by early stopping on
-the validation split, and evaluated on the test split with training and validation items masked.
+the validation split, and evaluated on the test split with training and validation items masked
+(:func:`train_pfr`); :func:`pfr_table` compares SGE and PFR with LightGCN over the seeds.
 """
 
 from __future__ import annotations
@@ -16,9 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -26,23 +25,20 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 import torch
 
-from ..device import resolve_device
 from ..data.artifacts import load_graph, load_split
+from ..device import resolve_device
 from ..evaluation.ranking import METRICS, evaluate, summarize
-from ..evaluation.significance import compare
-from ..io import atomic_path, read_json, write_csv, write_json, write_text
-from ..provenance import stamp
-from .seeds import mean_over_seeds, mean_std
+from ..figures import save_png, subplots
+from ..io import atomic_path, write_json
 from ..models.lightgcn import LightGCN, sparse_adjacency
 from ..models.pfr import PFR
 from ..training.loop import train_bpr
 from ..training.seed import init_seed
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+from .tables import TableSpec, run_keys, write_study_table
 
 log = logging.getLogger(__name__)
 
+STUDY = "pfr"
 MODELS = ("lightgcn", "sge", "pfr")
 BASELINE = "lightgcn"
 
@@ -54,9 +50,20 @@ def mean_item_embeddings(train: sp.csr_matrix, item_vectors: np.ndarray) -> np.n
     return (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
 
 
-def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: str, seed: int | str,
-                backbone: Mapping, alignment: Mapping | None, ks: Sequence[int],
-                device: str = "auto", progress: bool = True, threads: int = 1) -> None:
+def train_pfr(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    dataset: str,
+    model: str,
+    seed: int | str,
+    backbone: Mapping,
+    alignment: Mapping | None,
+    ks: Sequence[int],
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
     """Train one model with one seed; write test metrics per user, a summary and the weights."""
     seed = int(seed)  # a wildcard when Snakemake calls
     torch.set_num_threads(threads)
@@ -64,16 +71,28 @@ def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: s
     graph = load_graph(input["graph"])
     split = load_split(input["split"], graph.n_users, graph.n_items)
     if model == BASELINE:
-        net = LightGCN(graph.n_users, graph.n_items, backbone["embedding_dim"],
-                       backbone["num_layers"])
+        net = LightGCN(
+            graph.n_users, graph.n_items, backbone["embedding_dim"], backbone["num_layers"]
+        )
         extra = None
     else:
         item_sem = np.load(input["item_semantic"])
-        user_sem = (np.load(input["user_semantic"]) if "user_semantic" in input
-                    else mean_item_embeddings(split.train, item_sem))
-        net = PFR(graph.n_users, graph.n_items, torch.from_numpy(user_sem),
-                  torch.from_numpy(item_sem), backbone["embedding_dim"], backbone["num_layers"],
-                  alignment["hidden_dim"], alignment["temperature"], alignment["max_nodes"])
+        user_sem = (
+            np.load(input["user_semantic"])
+            if "user_semantic" in input
+            else mean_item_embeddings(split.train, item_sem)
+        )
+        net = PFR(
+            graph.n_users,
+            graph.n_items,
+            torch.from_numpy(user_sem),
+            torch.from_numpy(item_sem),
+            backbone["embedding_dim"],
+            backbone["num_layers"],
+            alignment["hidden_dim"],
+            alignment["temperature"],
+            alignment["max_nodes"],
+        )
         weight = alignment["weight"]
 
         def extra(m, users, pos, neg, user_final, item_final):
@@ -83,99 +102,98 @@ def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: s
     adj = sparse_adjacency(graph.normalized_adjacency(), dev)
     start = time.perf_counter()
     state, history = train_bpr(
-        net, adj, split.train, split.valid,
-        epochs=backbone["epochs"], batch_size=backbone["batch_size"], lr=backbone["lr"],
-        reg_weight=backbone["reg_weight"], eval_every=backbone["eval_every"],
-        patience=backbone["patience"], metric=backbone["metric"], extra_loss=extra, seed=seed,
-        progress=progress, device=dev)
+        net,
+        adj,
+        split.train,
+        split.valid,
+        epochs=backbone["epochs"],
+        batch_size=backbone["batch_size"],
+        lr=backbone["lr"],
+        reg_weight=backbone["reg_weight"],
+        eval_every=backbone["eval_every"],
+        patience=backbone["patience"],
+        metric=backbone["metric"],
+        extra_loss=extra,
+        seed=seed,
+        progress=progress,
+        device=dev,
+    )
     seconds = time.perf_counter() - start
     net.eval()
     with torch.no_grad():
         user_final, item_final = net.propagate(adj)
-        per_user = evaluate(lambda u: net.scores(u.to(dev), user_final, item_final),
-                            split.test, split.train + split.valid, ks=ks)
+        per_user = evaluate(
+            lambda u: net.scores(u.to(dev), user_final, item_final),
+            split.test,
+            split.train + split.valid,
+            ks=ks,
+        )
     with atomic_path(output["per_user"]) as tmp:
         pq.write_table(pa.Table.from_pandas(per_user, preserve_index=False), tmp)
     best = max(history, key=lambda row: row[backbone["metric"]])
-    write_json(output["summary"], {
-        "model": model, "seed": seed, "device": str(dev), "train_seconds": seconds,
-        "best_epoch": best["epoch"], "epochs_run": history[-1]["epoch"],
-        "valid": {backbone["metric"]: best[backbone["metric"]]},
-        "test": summarize(per_user), "history": history,
-    })
+    write_json(
+        output["summary"],
+        {
+            **run_keys(study=STUDY, dataset=dataset, model=model, variant=None, seed=seed),
+            "device": str(dev),
+            "train_seconds": seconds,
+            "best_epoch": best["epoch"],
+            "epochs_run": history[-1]["epoch"],
+            "valid": {backbone["metric"]: best[backbone["metric"]]},
+            "test": summarize(per_user),
+            "history": history,
+        },
+    )
     with atomic_path(output["weights"]) as tmp:
         torch.save({k: v.cpu() for k, v in state.items()}, tmp)
     log.info("%s seed %d: test %s", model, seed, summarize(per_user))
 
 
-def _columns(ks: Sequence[int]) -> list[str]:
-    return [f"{m}@{k}" for k in ks for m in METRICS]
+NOTE = (
+    "\nMean ± std over seeds; p: paired t-test against LightGCN over users (each user's "
+    "value averaged over seeds). MRR@k is the reciprocal rank of the first hit within the "
+    "top k. Full ranking over all items, training and validation items masked.\n"
+)
 
 
-def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str], *,
-                  ks: Sequence[int], synthetic: Sequence[str] = (),
-                  provenance: Mapping | None = None) -> None:
+def pfr_table(
+    input: Mapping[str, Sequence[str]],
+    output: Mapping[str, str],
+    *,
+    ks: Sequence[int],
+    synthetic: Sequence[str] = (),
+    provenance: Mapping | None = None,
+) -> None:
     """Mean and std over seeds per (dataset, model), and paired tests against LightGCN.
 
     Tests pair users: each user's metric is first averaged over the seeds, then the model's and
     LightGCN's per-user values are compared with a paired t-test and a Wilcoxon test.
     """
-    runs = []
-    for summary_path, per_user_path in zip(input["summaries"], input["per_user"]):
-        summary = read_json(summary_path)
-        dataset = Path(summary_path).parts[-4]
-        frame = pd.read_parquet(per_user_path)
-        runs.append((dataset, summary["model"], summary["seed"], frame))
-    rows = []
-    for dataset in sorted({r[0] for r in runs}):
-        per_model = {}
-        for model in MODELS:
-            frames = [f for d, m, _, f in runs if d == dataset and m == model]
-            if not frames:
-                continue
-            per_model[model] = (frames, mean_over_seeds(frames, "user_id"))
-        for model, (frames, mean_by_user) in per_model.items():
-            row = {"dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
-                   "model": model, "seeds": len(frames)}
-            for col in _columns(ks):
-                row[col], row[f"{col}_std"] = mean_std([f[col].mean() for f in frames])
-                if model != BASELINE and BASELINE in per_model:
-                    test = compare(mean_by_user, per_model[BASELINE][1], col)
-                    row[f"{col}_p"] = test["t_p"]
-                    row[f"{col}_wilcoxon_p"] = test["wilcoxon_p"]
-                else:
-                    row[f"{col}_p"] = row[f"{col}_wilcoxon_p"] = np.nan
-            rows.append(row)
-    table = pd.DataFrame(rows).assign(**stamp(provenance))
-    write_csv(output["table"], table)
-    write_text(output["markdown"], _markdown(table, ks))
+    spec = TableSpec(
+        study=STUDY,
+        columns=("dataset", "model"),
+        markdown_columns=("dataset", "model", "seeds"),
+        models=MODELS,
+        baseline={"model": BASELINE},
+        unit="user_id",
+        unit_table="per_user",
+        metrics=tuple(f"{m}@{k}" for k in ks for m in METRICS),
+        note=NOTE,
+        wilcoxon=True,
+    )
+    write_study_table(input, output, spec, synthetic=synthetic, provenance=provenance)
 
 
-def _markdown(table: pd.DataFrame, ks: Sequence[int]) -> str:
-    cols = _columns(ks)
-    lines = ["| dataset | model | seeds | " + " | ".join(cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
-    for _, r in table.iterrows():
-        cells = []
-        for c in cols:
-            p = r.get(f"{c}_p")
-            mark = "" if p is None or np.isnan(p) else (f" (p={p:.2g})")
-            cells.append(f"{r[c]:.4f} ± {r[c + '_std']:.4f}{mark}")
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['seeds']} | " + " | ".join(cells)
-                     + " |")
-    note = ("\nMean ± std over seeds; p: paired t-test against LightGCN over users (each "
-            "user's value averaged over seeds). MRR@k is the reciprocal rank of the first hit "
-            "within the top k. Full ranking over all items, training and validation items "
-            "masked.\n")
-    return "\n".join(lines) + "\n" + note
-
-
-def results_figure(input: Mapping[str, str], output: Mapping[str, str], *,
-                   metrics: Sequence[str] = ("recall@20", "ndcg@20")) -> None:
+def pfr_figure(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    metrics: Sequence[str] = ("recall@20", "ndcg@20"),
+) -> None:
     """Bars of each model's mean test metrics with std over seeds, one panel per metric."""
     table = pd.read_csv(input["table"])
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    fig, axes = subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
     width = 0.8 / len(MODELS)
     for ax, metric in zip(axes[0], metrics):
         for j, model in enumerate(MODELS):
@@ -187,6 +205,4 @@ def results_figure(input: Mapping[str, str], output: Mapping[str, str], *,
         ax.set_title(f"Test {metric} (mean ± std over seeds)")
     axes[0][0].legend(frameon=False)
     fig.tight_layout()
-    with atomic_path(output["figure"]) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
+    save_png(fig, output["figure"])

@@ -2,8 +2,8 @@
 
 One run = (dataset, model, popk, seed): train on the dataset's training impressions with the
 POPK sampler, score the dev impressions, and save per impression MIND's accuracy metrics and the
-diversity and popularity of the impression's top 10 (:func:`train_model`). The table compares
-every popk with popk = 0, the usual sampler, of the same model (:func:`results_table`).
+diversity and popularity of the impression's top 10 (:func:`train_popk`). The table compares
+every popk with popk = 0, the usual sampler, of the same model (:func:`popk_table`).
 
 Diversity of a top-10 list (the impression's 10 highest-scored candidates):
 
@@ -22,9 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -33,24 +31,27 @@ import pyarrow.parquet as pq
 import torch
 
 from ..device import resolve_device
-from ..evaluation.diversity import (average_popularity, coverage, gini, intra_list_diversity,
-                                    novelty, tail_share)
+from ..evaluation.diversity import (
+    average_popularity,
+    coverage,
+    gini,
+    intra_list_diversity,
+    novelty,
+    tail_share,
+)
 from ..evaluation.impressions import IMPRESSION_METRICS, impression_metrics
-from ..evaluation.significance import compare
-from ..io import atomic_path, read_json, write_csv, write_json, write_text
-from ..provenance import stamp
-from .seeds import mean_over_seeds, mean_std
+from ..figures import save_png, subplots
+from ..io import atomic_path, write_json
 from ..news import build_model
 from ..news.data import NewsFeatures, build_features, training_articles, user_numbering
 from ..news.sampling import Impressions, Popularity
 from ..news.train import score_impressions, train_news_model
 from ..training.seed import init_seed
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+from .tables import TableSpec, run_keys, write_study_table
 
 log = logging.getLogger(__name__)
 
+STUDY = "popk"
 MODELS = ("nrms", "naml", "lstur")
 LIST_METRICS = ("ild_category", "ild_embedding", "avg_popularity", "tail_share", "novelty")
 RUN_METRICS = ("coverage", "gini")
@@ -60,8 +61,9 @@ TOP = 10
 def load_impressions(path: str, split: str) -> Impressions:
     table = pq.read_table(path)
     table = table.filter(pc.equal(table.column("split"), split))
-    return Impressions.from_table(table.sort_by([("timestamp", "ascending"),
-                                                 ("impression_id", "ascending")]))
+    return Impressions.from_table(
+        table.sort_by([("timestamp", "ascending"), ("impression_id", "ascending")])
+    )
 
 
 def minilm_word_vectors(vocab: list[str], model: str = "all-MiniLM-L6-v2") -> torch.Tensor:
@@ -83,8 +85,14 @@ def minilm_word_vectors(vocab: list[str], model: str = "all-MiniLM-L6-v2") -> to
     return vectors
 
 
-def list_metrics(top: np.ndarray, features: NewsFeatures, item_vectors: np.ndarray,
-                 clicks: np.ndarray, click_users: np.ndarray, n_train_users: int) -> dict:
+def list_metrics(
+    top: np.ndarray,
+    features: NewsFeatures,
+    item_vectors: np.ndarray,
+    clicks: np.ndarray,
+    click_users: np.ndarray,
+    n_train_users: int,
+) -> dict:
     """Per-list diversity and popularity columns (coverage and Gini are computed per run)."""
     return {
         "ild_category": intra_list_diversity(top, item_categories=features.category),
@@ -95,10 +103,23 @@ def list_metrics(top: np.ndarray, features: NewsFeatures, item_vectors: np.ndarr
     }
 
 
-def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: str,
-                popk: int | str, seed: int | str, settings: Mapping, sampler: Mapping,
-                data: Mapping, train: Mapping, word_init: str = "random", device: str = "auto",
-                progress: bool = True, threads: int = 1) -> None:
+def train_popk(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    dataset: str,
+    model: str,
+    popk: int | str,
+    seed: int | str,
+    settings: Mapping,
+    sampler: Mapping,
+    data: Mapping,
+    train: Mapping,
+    word_init: str = "random",
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
     """Train one (model, popk, seed) on the training impressions; evaluate on dev ones."""
     popk, seed = int(popk), int(seed)
     torch.set_num_threads(threads)
@@ -107,9 +128,13 @@ def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: s
     train_imps = load_impressions(input["split"], "train")
     test_imps = load_impressions(input["split"], "dev")
     items = pq.read_table(input["news"])
-    features = build_features(items, training_articles(train_imps),
-                              title_len=data["title_len"], abstract_len=data["abstract_len"],
-                              min_word_count=data["min_word_count"])
+    features = build_features(
+        items,
+        training_articles(train_imps),
+        title_len=data["title_len"],
+        abstract_len=data["abstract_len"],
+        min_word_count=data["min_word_count"],
+    )
     item_vectors = np.load(input["item_vectors"]).astype(np.float32)
     if settings.get("news_encoder", "words") == "sentence":
         features.vectors = item_vectors
@@ -117,55 +142,84 @@ def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: s
     if word_init == "minilm":
         word_vectors = minilm_word_vectors(features.vocab)
         if settings.get("word_dim") != word_vectors.shape[1]:
-            raise ValueError(f"word_init: minilm gives {word_vectors.shape[1]}-d word vectors; "
-                             f"set popk.{model}.word_dim to {word_vectors.shape[1]} "
-                             f"(it is {settings.get('word_dim')})")
+            raise ValueError(
+                f"word_init: minilm gives {word_vectors.shape[1]}-d word vectors; "
+                f"set popk.{model}.word_dim to {word_vectors.shape[1]} "
+                f"(it is {settings.get('word_dim')})"
+            )
     train_users = user_numbering(train_imps.users, train_imps.users)
     test_users = user_numbering(train_imps.users, test_imps.users)
-    net = build_model(model, vocab_size=len(features.vocab),
-                      num_categories=int(features.category.max()) + 1,
-                      num_subcategories=int(features.subcategory.max()) + 1,
-                      num_users=int(train_users.max()) + 1, settings=settings,
-                      word_vectors=word_vectors)
+    net = build_model(
+        model,
+        vocab_size=len(features.vocab),
+        num_categories=int(features.category.max()) + 1,
+        num_subcategories=int(features.subcategory.max()) + 1,
+        num_users=int(train_users.max()) + 1,
+        settings=settings,
+        word_vectors=word_vectors,
+    )
     click_times, click_items = train_imps.clicks()
     hours = 3600
     window = sampler.get("window_hours")
-    popularity = Popularity(click_times, click_items, len(features.title),
-                            window=None if window is None else int(window * hours),
-                            step=int(sampler["step_hours"] * hours),
-                            pool_size=sampler["pool_size"])
+    popularity = Popularity(
+        click_times,
+        click_items,
+        len(features.title),
+        window=None if window is None else int(window * hours),
+        step=int(sampler["step_hours"] * hours),
+        pool_size=sampler["pool_size"],
+    )
     start = time.perf_counter()
     history = train_news_model(
-        net, features, train_imps, train_users, k=sampler["npratio"], popk=popk,
-        popularity=popularity, weighting=sampler["weighting"], epochs=train["epochs"],
-        batch_size=train["batch_size"], lr=train["lr"], history_len=data["history_len"],
-        seed=seed, progress=progress, device=dev)
+        net,
+        features,
+        train_imps,
+        train_users,
+        k=sampler["npratio"],
+        popk=popk,
+        popularity=popularity,
+        weighting=sampler["weighting"],
+        epochs=train["epochs"],
+        batch_size=train["batch_size"],
+        lr=train["lr"],
+        history_len=data["history_len"],
+        seed=seed,
+        progress=progress,
+        device=dev,
+    )
     train_seconds = time.perf_counter() - start
-    scores = score_impressions(net, features, test_imps, test_users,
-                               history_len=data["history_len"], device=dev)
+    scores = score_impressions(
+        net, features, test_imps, test_users, history_len=data["history_len"], device=dev
+    )
     labels = [test_imps.labels[a:b] for a, b in zip(test_imps.offsets[:-1], test_imps.offsets[1:])]
     frame = impression_metrics(labels, scores, test_imps.ids)
     top = np.full((len(scores), TOP), -1, dtype=np.int64)
     for i, (s, a) in enumerate(zip(scores, test_imps.offsets[:-1])):
         order = np.argsort(-s, kind="stable")[:TOP]
-        top[i, :len(order)] = test_imps.candidates[a + order]
+        top[i, : len(order)] = test_imps.candidates[a + order]
     clicks = np.bincount(click_items, minlength=len(features.title)).astype(np.float64)
     row = np.repeat(np.arange(len(train_imps)), train_imps.sizes())
     pairs = np.unique(np.stack([train_imps.users[row][train_imps.labels > 0], click_items]), axis=1)
     click_users = np.bincount(pairs[1], minlength=len(features.title)).astype(np.float64)
     n_train_users = len(np.unique(train_imps.users))
-    for name, values in list_metrics(top, features, item_vectors, clicks, click_users,
-                                     n_train_users).items():
+    for name, values in list_metrics(
+        top, features, item_vectors, clicks, click_users, n_train_users
+    ).items():
         frame[name] = values
     with atomic_path(output["per_impression"]) as tmp:
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
     shown = np.unique(test_imps.candidates)
     summary = {
-        "model": model, "popk": popk, "seed": seed, "device": str(dev),
-        "train_seconds": train_seconds, "history": history,
-        "test": {**frame.drop(columns="impression_id").mean().to_dict(),
-                 "coverage": coverage(top, len(shown)),
-                 "gini": gini(top, len(features.title))},
+        **run_keys(study=STUDY, dataset=dataset, model=model, variant=popk, seed=seed),
+        "popk": popk,
+        "device": str(dev),
+        "train_seconds": train_seconds,
+        "history": history,
+        "test": {
+            **frame.drop(columns="impression_id").mean().to_dict(),
+            "coverage": coverage(top, len(shown)),
+            "gini": gini(top, len(features.title)),
+        },
         "impressions": {"train": len(train_imps), "dev": len(test_imps)},
     }
     write_json(output["summary"], summary)
@@ -175,94 +229,95 @@ def train_model(input: Mapping[str, str], output: Mapping[str, str], *, model: s
 METRIC_ORDER = (*IMPRESSION_METRICS, *LIST_METRICS, *RUN_METRICS)
 
 
-def results_table(input: Mapping[str, Sequence[str]], output: Mapping[str, str], *,
-                  synthetic: Sequence[str] = (), provenance: Mapping | None = None) -> None:
+NOTE = (
+    "\nMean ± std over seeds on the dev impressions; in brackets the change against "
+    "popk = 0 (the usual in-impression sampler) of the same model and the paired t-test "
+    "p over impressions (values averaged over seeds). AUC, MRR, nDCG@5/10: MIND's "
+    "impression metrics. Diversity and popularity of each impression's top 10: "
+    "intra-list diversity by category and by MiniLM article embedding, coverage of the "
+    "dev candidates, mean training clicks, share of tail articles (outside the top 20% "
+    "by clicks), novelty (-log2 of the share of training users who clicked).\n"
+)
+TABLE = TableSpec(
+    study=STUDY,
+    columns=("dataset", "model", "variant"),
+    markdown_columns=("dataset", "model", "popk"),
+    models=MODELS,
+    baseline={"variant": 0},
+    unit="impression_id",
+    unit_table="per_impression",
+    metrics=METRIC_ORDER,
+    note=NOTE,
+    names={"variant": "popk"},
+    run_metrics=RUN_METRICS,
+    change="runs",
+    markdown_metrics=(
+        "auc",
+        "mrr",
+        "ndcg@5",
+        "ndcg@10",
+        "ild_category",
+        "ild_embedding",
+        "coverage",
+        "avg_popularity",
+        "tail_share",
+        "novelty",
+    ),
+    annotate_if="change_%",
+)
+
+
+def popk_table(
+    input: Mapping[str, Sequence[str]],
+    output: Mapping[str, str],
+    *,
+    synthetic: Sequence[str] = (),
+    provenance: Mapping | None = None,
+) -> None:
     """Per (dataset, model, popk): mean and std over seeds, % change and paired p against
     popk = 0 of the same model. Tests pair dev impressions (values averaged over seeds first);
     coverage and Gini are one number per run and get no test."""
-    runs = []
-    for summary_path, frame_path in zip(input["summaries"], input["per_impression"]):
-        s = read_json(summary_path)
-        runs.append((Path(summary_path).parts[-5], s["model"], s["popk"], s["seed"], s["test"],
-                     frame_path))
-    rows = []
-    for dataset in sorted({r[0] for r in runs}):
-        for model in [m for m in MODELS if any(r[1] == m and r[0] == dataset for r in runs)]:
-            mine = [r for r in runs if r[0] == dataset and r[1] == model]
-            frames = {}
-            for popk in sorted({r[2] for r in mine}):
-                parts = [pd.read_parquet(r[5]) for r in mine if r[2] == popk]
-                frames[popk] = mean_over_seeds(parts, "impression_id")
-            for popk in sorted(frames):
-                seeds = [r[4] for r in mine if r[2] == popk]
-                base = [r[4] for r in mine if r[2] == 0]
-                row = {"dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
-                       "model": model, "popk": popk, "seeds": len(seeds)}
-                for metric in METRIC_ORDER:
-                    row[metric], row[f"{metric}_std"] = mean_std([s[metric] for s in seeds])
-                    base_mean = np.mean([s[metric] for s in base]) if base else np.nan
-                    row[f"{metric}_change_%"] = (100 * (row[metric] - base_mean) / base_mean
-                                                 if base and base_mean else np.nan)
-                    p = np.nan
-                    if popk != 0 and 0 in frames and metric not in RUN_METRICS:
-                        p = compare(frames[popk], frames[0], metric, key="impression_id")["t_p"]
-                    row[f"{metric}_p"] = p
-                rows.append(row)
-    table = pd.DataFrame(rows).assign(**stamp(provenance))
-    write_csv(output["table"], table)
-    write_text(output["markdown"], _markdown(table))
+    write_study_table(input, output, TABLE, synthetic=synthetic, provenance=provenance)
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    cols = ["auc", "mrr", "ndcg@5", "ndcg@10", "ild_category", "ild_embedding", "coverage",
-            "avg_popularity", "tail_share", "novelty"]
-    lines = ["| dataset | model | popk | " + " | ".join(cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
-    for _, r in table.iterrows():
-        cells = []
-        for c in cols:
-            cell = f"{r[c]:.4f} ± {r[c + '_std']:.4f}"
-            if r["popk"] != 0 and not np.isnan(r[c + "_change_%"]):
-                p = r[c + "_p"]
-                cell += f" ({r[c + '_change_%']:+.1f}%" + ("" if np.isnan(p) else f", p={p:.2g}") + ")"
-            cells.append(cell)
-        lines.append(f"| {r['dataset']} | {r['model']} | {r['popk']} | " + " | ".join(cells) + " |")
-    note = ("\nMean ± std over seeds on the dev impressions; in brackets the change against "
-            "popk = 0 (the usual in-impression sampler) of the same model and the paired t-test "
-            "p over impressions (values averaged over seeds). AUC, MRR, nDCG@5/10: MIND's "
-            "impression metrics. Diversity and popularity of each impression's top 10: "
-            "intra-list diversity by category and by MiniLM article embedding, coverage of the "
-            "dev candidates, mean training clicks, share of tail articles (outside the top 20% "
-            "by clicks), novelty (-log2 of the share of training users who clicked).\n")
-    return "\n".join(lines) + "\n" + note
-
-
-def results_figure(input: Mapping[str, str], output: Mapping[str, str], *,
-                   diversity: str = "ild_category", accuracy: str = "auc") -> None:
+def popk_figure(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    diversity: str = "ild_category",
+    accuracy: str = "auc",
+) -> None:
     """Left: the diversity change (%) against popk = 0 per model; right: the accuracy."""
     table = pd.read_csv(input["table"])
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = plt.subplots(len(datasets), 2, figsize=(10, 3.8 * len(datasets)), squeeze=False)
+    fig, axes = subplots(len(datasets), 2, figsize=(10, 3.8 * len(datasets)), squeeze=False)
     for (ax_div, ax_acc), dataset in zip(axes, datasets):
         sub = table[table["dataset"] == dataset]
         for model in [m for m in MODELS if m in set(sub["model"])]:
             rows = sub[sub["model"] == model].sort_values("popk")
-            ax_div.plot(rows["popk"], rows[f"{diversity}_change_%"].fillna(0.0), marker="o",
-                        label=model)
-            ax_acc.errorbar(rows["popk"], rows[accuracy], yerr=rows[f"{accuracy}_std"],
-                            marker="o", capsize=3, label=model)
+            ax_div.plot(
+                rows["popk"], rows[f"{diversity}_change_%"].fillna(0.0), marker="o", label=model
+            )
+            ax_acc.errorbar(
+                rows["popk"],
+                rows[accuracy],
+                yerr=rows[f"{accuracy}_std"],
+                marker="o",
+                capsize=3,
+                label=model,
+            )
         ax_div.axhline(0, color="grey", lw=0.8)
-        ax_div.set_title(f"{dataset}\ndiversity: {diversity} of the top 10, change vs popk = 0",
-                         fontsize=10)
+        ax_div.set_title(
+            f"{dataset}\ndiversity: {diversity} of the top 10, change vs popk = 0", fontsize=10
+        )
         ax_div.set_ylabel("change (%)")
-        ax_acc.set_title(f"{dataset}\naccuracy: {accuracy.upper()} (mean ± std over seeds)",
-                         fontsize=10)
+        ax_acc.set_title(
+            f"{dataset}\naccuracy: {accuracy.upper()} (mean ± std over seeds)", fontsize=10
+        )
         ax_acc.set_ylabel(accuracy.upper())
         for ax in (ax_div, ax_acc):
             ax.set_xlabel("popk (popular negatives of k)")
             ax.set_xticks(sorted(sub["popk"].unique()))
         ax_div.legend(frameon=False)
     fig.tight_layout()
-    with atomic_path(output["figure"]) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
+    save_png(fig, output["figure"])

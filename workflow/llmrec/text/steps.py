@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,9 +20,6 @@ from .parse import parse_profile
 from .prompts import load_template
 
 log = logging.getLogger(__name__)
-
-# Models come from files this workflow fetched; never ask the Hugging Face hub at run time.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_LLM = "smollm2"
 
@@ -64,46 +60,72 @@ def _generator(input: Mapping, llm: Mapping, progress: bool):
     from .generate import Generator  # transformers loads in a second or two; only here
 
     model = input["model"] if llm["model"] == DEFAULT_LLM else llm["model"]
-    return Generator(model, device=llm["device"], dtype=llm["dtype"],
-                     batch_size=llm["batch_size"], max_new_tokens=llm["max_new_tokens"],
-                     progress=progress)
+    return Generator(
+        model,
+        device=llm["device"],
+        dtype=llm["dtype"],
+        batch_size=llm["batch_size"],
+        max_new_tokens=llm["max_new_tokens"],
+        progress=progress,
+    )
 
 
-def _profile_table(ids: np.ndarray, id_name: str, fallback: list[str],
-                   answers: list[str]) -> pa.Table:
+def _profile_table(
+    ids: np.ndarray, id_name: str, fallback: list[str], answers: list[str]
+) -> pa.Table:
     """Parsed profiles; ``profile_text`` is what gets embedded: summary and reasoning when the
     answer parsed, the raw answer when it did not, the input text when the answer was empty."""
     profiles = [parse_profile(a) for a in answers]
-    text = [(f"{p.summary} {p.reasoning}".strip() if p.parsed else p.summary) if p.valid else f
-            for p, f in zip(profiles, fallback)]
+    text = [
+        (f"{p.summary} {p.reasoning}".strip() if p.parsed else p.summary) if p.valid else f
+        for p, f in zip(profiles, fallback)
+    ]
     n_parsed = sum(p.parsed for p in profiles)
-    log.info("%d of %d answers parsed as JSON, %d empty", n_parsed, len(profiles),
-             sum(not p.valid for p in profiles))
-    return pa.table({
-        id_name: pa.array(ids, pa.int32()),
-        "summary": [p.summary for p in profiles],
-        "reasoning": [p.reasoning for p in profiles],
-        "parsed": [p.parsed for p in profiles],
-        "valid": [p.valid for p in profiles],
-        "raw": [p.raw for p in profiles],
-        "profile_text": text,
-    })
+    log.info(
+        "%d of %d answers parsed as JSON, %d empty",
+        n_parsed,
+        len(profiles),
+        sum(not p.valid for p in profiles),
+    )
+    return pa.table(
+        {
+            id_name: pa.array(ids, pa.int32()),
+            "summary": [p.summary for p in profiles],
+            "reasoning": [p.reasoning for p in profiles],
+            "parsed": [p.parsed for p in profiles],
+            "valid": [p.valid for p in profiles],
+            "raw": [p.raw for p in profiles],
+            "profile_text": text,
+        }
+    )
 
 
-def _answer(input: Mapping, output: Mapping, llm: Mapping, template: str, field: str,
-            values: list[str], progress: bool) -> list[str]:
+def _answer(
+    input: Mapping,
+    output: Mapping,
+    llm: Mapping,
+    template: str,
+    field: str,
+    values: list[str],
+    progress: bool,
+) -> list[str]:
     """The LLM's answers to ``template`` filled with each value (cached by value). The template
     comes from ``input["template"]``'s folder where the rule names the file, else the package."""
     folder = Path(input["template"]).parent if "template" in input else None
     text, template_id = load_template(template, folder)
     cache = GenerationCache(Path(output["table"]).parent / "cache" / template)
-    answers = generate_cached(_generator(input, llm, progress), cache,
-                              [(v, text.format(**{field: v})) for v in values], template_id)
+    answers = generate_cached(
+        _generator(input, llm, progress),
+        cache,
+        [(v, text.format(**{field: v})) for v in values],
+        template_id,
+    )
     return [answers[text_sha256(v)] for v in values]
 
 
-def item_profiles(input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True,
-                  threads: int = 1) -> None:
+def item_profiles(
+    input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True, threads: int = 1
+) -> None:
     """An LLM-written profile of every item, from its text (``item_text.parquet``)."""
     import torch
 
@@ -118,25 +140,30 @@ def item_profiles(input: Mapping, output: Mapping, *, llm: Mapping, progress: bo
 HISTORY_SUMMARY_WORDS = 12
 
 
-def user_history(train_events: pa.Table, titles: list[str], summaries: list[str],
-                 n_users: int, last: int) -> list[str]:
+def user_history(
+    train_events: pa.Table, titles: list[str], summaries: list[str], n_users: int, last: int
+) -> list[str]:
     """Each user's ``last`` most recent training items, one line each: the title and the first
     words of the item's profile. Prompt length drives the cost of a CPU run (prefill of every
     prompt), so the history is kept to a few hundred tokens."""
-    order = np.lexsort((train_events.column("timestamp").to_numpy(),
-                        train_events.column("user_id").to_numpy()))
+    order = np.lexsort(
+        (train_events.column("timestamp").to_numpy(), train_events.column("user_id").to_numpy())
+    )
     users = train_events.column("user_id").to_numpy()[order]
     items = train_events.column("item_id").to_numpy()[order]
     lines: list[list[str]] = [[] for _ in range(n_users)]
     for u, i in zip(users, items):
         words = summaries[i].split()
-        short = " ".join(words[:HISTORY_SUMMARY_WORDS]) + (" ..." if len(words) > HISTORY_SUMMARY_WORDS else "")
+        short = " ".join(words[:HISTORY_SUMMARY_WORDS]) + (
+            " ..." if len(words) > HISTORY_SUMMARY_WORDS else ""
+        )
         lines[u].append(f"- {titles[i]}: {short}")
     return ["\n".join(rows[-last:]) if rows else "(no items)" for rows in lines]
 
 
-def user_profiles(input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True,
-                  threads: int = 1) -> None:
+def user_profiles(
+    input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True, threads: int = 1
+) -> None:
     """An LLM-written profile of every user from the profiles of its training items only (the
     validation and test items stay unseen)."""
     import torch
@@ -154,17 +181,29 @@ def user_profiles(input: Mapping, output: Mapping, *, llm: Mapping, progress: bo
         pq.write_table(table, tmp)
 
 
-def embed(input: Mapping, output: Mapping, *, column: str, embedder: Mapping,
-          progress: bool = True, threads: int = 1) -> None:
+def embed_texts(
+    input: Mapping,
+    output: Mapping,
+    *,
+    column: str,
+    embedder: Mapping,
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
     """Sentence embeddings of one text column, in row order (rows are ids), as ``.npy``."""
     import torch
 
     torch.set_num_threads(threads)
     texts = pq.read_table(input["table"], columns=[column]).column(column).to_pylist()
     cache = EmbeddingCache(Path(output["vectors"]).parent / "cache")
-    vectors = embed_texts_cached([t or "" for t in texts], cache, model=embedder["model"],
-                                 batch_size=embedder["batch_size"], device=embedder["device"],
-                                 progress=progress)
+    vectors = embed_texts_cached(
+        [t or "" for t in texts],
+        cache,
+        model=embedder["model"],
+        batch_size=embedder["batch_size"],
+        device=embedder["device"],
+        progress=progress,
+    )
     with atomic_path(output["vectors"]) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, vectors.astype(np.float32))

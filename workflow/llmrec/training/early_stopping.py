@@ -31,15 +31,27 @@ class EarlyStopping:
         and ``eval_seconds``.
         """
         epoch, value = int(row["epoch"]), float(row[self.metric])
-        log.info("epoch %d  loss %.5f  %s %.5f  train %.2fs  eval %.2fs", epoch, row["loss"],
-                 self.metric, value, row["train_seconds"], row["eval_seconds"])
+        log.info(
+            "epoch %d  loss %.5f  %s %.5f  train %.2fs  eval %.2fs",
+            epoch,
+            row["loss"],
+            self.metric,
+            value,
+            row["train_seconds"],
+            row["eval_seconds"],
+        )
         if self.best_state is None or value > self.best_value:
             self.best_value, self.stale = value, 0
             self.best_state = {k: t.detach().clone() for k, t in model.state_dict().items()}
             return False
         self.stale += 1
         if self.stale >= self.patience:
-            log.info("stopping at epoch %d: no better %s in %d validations (best %.5f)",
-                     epoch, self.metric, self.patience, self.best_value)
+            log.info(
+                "stopping at epoch %d: no better %s in %d validations (best %.5f)",
+                epoch,
+                self.metric,
+                self.patience,
+                self.best_value,
+            )
             return True
         return False

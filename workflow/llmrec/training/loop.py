@@ -20,12 +20,24 @@ ExtraLoss = Callable[[nn.Module, Tensor, Tensor, Tensor, Tensor, Tensor], Tensor
 """``extra_loss(model, users, pos, neg, user_final, item_final) -> scalar`` added to each step."""
 
 
-def train_bpr(model: nn.Module, graph_adj: sp.csr_matrix | Tensor, train: sp.csr_matrix,
-              valid: sp.csr_matrix, *, epochs: int = 1000, batch_size: int = 2048,
-              lr: float = 1e-3, reg_weight: float = 1e-4, eval_every: int = 5,
-              patience: int = 10, metric: str = "recall@20", extra_loss: ExtraLoss | None = None,
-              seed: int = 0, progress: bool = True, device: str | torch.device = "cpu",
-              ) -> tuple[dict[str, Tensor], list[dict]]:
+def train_bpr(
+    model: nn.Module,
+    graph_adj: sp.csr_matrix | Tensor,
+    train: sp.csr_matrix,
+    valid: sp.csr_matrix,
+    *,
+    epochs: int = 1000,
+    batch_size: int = 2048,
+    lr: float = 1e-3,
+    reg_weight: float = 1e-4,
+    eval_every: int = 5,
+    patience: int = 10,
+    metric: str = "recall@20",
+    extra_loss: ExtraLoss | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, Tensor], list[dict]]:
     """Train ``model`` with Adam on BPR and return its best validation state and the history.
 
     Args:
@@ -58,11 +70,14 @@ def train_bpr(model: nn.Module, graph_adj: sp.csr_matrix | Tensor, train: sp.csr
     """
     name, _, k = metric.partition("@")
     if name not in METRICS or not k.isdigit():
-        raise ValueError(f"metric must look like 'recall@20' with a name among {METRICS}, "
-                         f"got {metric!r}")
+        raise ValueError(
+            f"metric must look like 'recall@20' with a name among {METRICS}, got {metric!r}"
+        )
     if min(epochs, eval_every, patience) < 1:
-        raise ValueError(f"epochs, eval_every and patience must be at least 1, got {epochs}, "
-                         f"{eval_every} and {patience}")
+        raise ValueError(
+            f"epochs, eval_every and patience must be at least 1, got {epochs}, "
+            f"{eval_every} and {patience}"
+        )
     model.to(device)
     adj = sparse_adjacency(graph_adj, device) if sp.issparse(graph_adj) else graph_adj.to(device)
     # One fused kernel per parameter instead of a dozen element-wise passes: 5% of a step.
@@ -96,8 +111,13 @@ def train_bpr(model: nn.Module, graph_adj: sp.csr_matrix | Tensor, train: sp.csr
 
         start = time.perf_counter()
         value = validate(model, adj, train, valid, metric)
-        row = {"epoch": epoch, "loss": loss_sum.item() / max(n_pairs, 1), metric: value,
-               "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start}
+        row = {
+            "epoch": epoch,
+            "loss": loss_sum.item() / max(n_pairs, 1),
+            metric: value,
+            "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - start,
+        }
         history.append(row)
         train_seconds = 0.0
         bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
@@ -109,13 +129,17 @@ def train_bpr(model: nn.Module, graph_adj: sp.csr_matrix | Tensor, train: sp.csr
 
 
 @torch.no_grad()
-def validate(model: nn.Module, adj: Tensor, exclude: sp.csr_matrix, truth: sp.csr_matrix,
-             metric: str) -> float:
+def validate(
+    model: nn.Module, adj: Tensor, exclude: sp.csr_matrix, truth: sp.csr_matrix, metric: str
+) -> float:
     """``metric`` of ``model`` ranking every item not in ``exclude`` against ``truth``."""
     model.eval()
     user_final, item_final = model.propagate(adj)
     k = int(metric.partition("@")[2])
-    per_user = evaluate(lambda users: model.scores(users.to(user_final.device), user_final,
-                                                   item_final),
-                        truth, exclude, ks=[k])
+    per_user = evaluate(
+        lambda users: model.scores(users.to(user_final.device), user_final, item_final),
+        truth,
+        exclude,
+        ks=[k],
+    )
     return summarize(per_user)[metric]

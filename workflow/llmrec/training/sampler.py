@@ -26,8 +26,13 @@ class NegativeSampler:
             draws uniformly. (default: :obj:`None`)
     """
 
-    def __init__(self, n_items: int, positives: sp.spmatrix | None = None, *,
-                 item_weights: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        n_items: int,
+        positives: sp.spmatrix | None = None,
+        *,
+        item_weights: np.ndarray | None = None,
+    ) -> None:
         self.n_items = n_items
         self.probs = None
         drawable = np.ones(n_items, dtype=bool)
@@ -43,13 +48,15 @@ class NegativeSampler:
             if not positives.has_canonical_format:
                 positives = positives.copy()
                 positives.sum_duplicates()  # and sorts the indices of each row
-            rows = np.repeat(np.arange(positives.shape[0], dtype=np.int64),
-                             np.diff(positives.indptr))
+            rows = np.repeat(
+                np.arange(positives.shape[0], dtype=np.int64), np.diff(positives.indptr)
+            )
             # Row-major keys of a CSR with sorted indices are sorted: one searchsorted per
             # batch tests every (user, item) draw, without touching the matrix again.
             self.keys = rows * n_items + positives.indices
             self.n_free = drawable.sum() - np.bincount(
-                rows, weights=drawable[positives.indices], minlength=positives.shape[0])
+                rows, weights=drawable[positives.indices], minlength=positives.shape[0]
+            )
 
     def __call__(self, users: np.ndarray, n_neg: int, rng: np.random.Generator) -> np.ndarray:
         """``n_neg`` negatives per entry of ``users``: an int64 array ``[len(users), n_neg]``."""
@@ -59,8 +66,10 @@ class NegativeSampler:
             return negatives
         stuck = self.n_free[users] <= 0
         if stuck.any():
-            raise ValueError(f"users {np.unique(users[stuck])[:5].tolist()} have every drawable "
-                             f"item among their positives, so no negative can be sampled")
+            raise ValueError(
+                f"users {np.unique(users[stuck])[:5].tolist()} have every drawable "
+                f"item among their positives, so no negative can be sampled"
+            )
         rows = np.repeat(users, n_neg)
         flat = negatives.reshape(-1)
         todo = np.flatnonzero(self._is_positive(rows, flat))
@@ -82,22 +91,34 @@ class NegativeSampler:
         return self.keys[np.minimum(found, len(self.keys) - 1)] == query
 
 
-def sample_negatives(users: np.ndarray, n_items: int, positives: sp.spmatrix, n_neg: int = 1,
-                     *, rng: np.random.Generator, exclude_positives: bool = True,
-                     item_weights: np.ndarray | None = None) -> np.ndarray:
+def sample_negatives(
+    users: np.ndarray,
+    n_items: int,
+    positives: sp.spmatrix,
+    n_neg: int = 1,
+    *,
+    rng: np.random.Generator,
+    exclude_positives: bool = True,
+    item_weights: np.ndarray | None = None,
+) -> np.ndarray:
     """``n_neg`` negatives per entry of ``users``, shape ``[len(users), n_neg]``, in one call.
 
     See :class:`NegativeSampler`; ``exclude_positives=False`` lets positives be drawn. Build a
     ``NegativeSampler`` instead when drawing for many batches of the same positives.
     """
-    sampler = NegativeSampler(n_items, positives if exclude_positives else None,
-                              item_weights=item_weights)
+    sampler = NegativeSampler(
+        n_items, positives if exclude_positives else None, item_weights=item_weights
+    )
     return sampler(users, n_neg, rng)
 
 
-def bpr_batches(train: sp.spmatrix, batch_size: int, rng: np.random.Generator, *,
-                item_weights: np.ndarray | None = None
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def bpr_batches(
+    train: sp.spmatrix,
+    batch_size: int,
+    rng: np.random.Generator,
+    *,
+    item_weights: np.ndarray | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """One epoch of ``(users, pos, neg)`` LongTensor batches: every training pair once.
 
     The pairs come in a random order drawn from ``rng``, each with one negative that is not a
@@ -113,6 +134,6 @@ def bpr_batches(train: sp.spmatrix, batch_size: int, rng: np.random.Generator, *
     items = train.indices.astype(np.int64)
     order = rng.permutation(len(users))
     for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+        idx = order[start : start + batch_size]
         neg = sampler(users[idx], 1, rng)[:, 0]
         yield torch.from_numpy(users[idx]), torch.from_numpy(items[idx]), torch.from_numpy(neg)

@@ -31,13 +31,14 @@ def left_pad(seqs: Sequence[np.ndarray], length: int) -> Tensor:
     """``[len(seqs), length]`` LongTensor of each sequence's last ``length`` items, ``PAD`` left."""
     out = np.full((len(seqs), length), PAD, dtype=np.int64)
     for row, seq in enumerate(seqs):
-        tail = seq[len(seq) - length:] if len(seq) > length else seq
-        out[row, length - len(tail):] = tail
+        tail = seq[len(seq) - length :] if len(seq) > length else seq
+        out[row, length - len(tail) :] = tail
     return torch.from_numpy(out)
 
 
-def training_batches(sequences: Sequence[np.ndarray], max_len: int, batch_size: int,
-                     rng: np.random.Generator) -> Iterator[tuple[Tensor, Tensor]]:
+def training_batches(
+    sequences: Sequence[np.ndarray], max_len: int, batch_size: int, rng: np.random.Generator
+) -> Iterator[tuple[Tensor, Tensor]]:
     """One epoch of ``(inputs, targets)`` LongTensors ``[batch, max_len]``, users shuffled.
 
     A user's training part is its sequence without the last two items; the inputs are its items
@@ -50,12 +51,18 @@ def training_batches(sequences: Sequence[np.ndarray], max_len: int, batch_size: 
     users = np.flatnonzero([len(part) >= 2 for part in train])
     users = users[rng.permutation(len(users))]
     for lo in range(0, len(users), batch_size):
-        parts = [train[u] for u in users[lo:lo + batch_size]]
+        parts = [train[u] for u in users[lo : lo + batch_size]]
         yield left_pad([p[:-1] for p in parts], max_len), left_pad([p[1:] for p in parts], max_len)
 
 
-def train_epoch(model: nn.Module, sequences: Sequence[np.ndarray], optimizer: torch.optim.Optimizer,
-                batch_size: int, rng: np.random.Generator, device: str | torch.device) -> float:
+def train_epoch(
+    model: nn.Module,
+    sequences: Sequence[np.ndarray],
+    optimizer: torch.optim.Optimizer,
+    batch_size: int,
+    rng: np.random.Generator,
+    device: str | torch.device,
+) -> float:
     """One pass of ``training_batches``; returns the mean cross-entropy per target position."""
     model.train()
     loss_sum, n_targets = torch.zeros((), device=device), 0
@@ -74,12 +81,22 @@ def train_epoch(model: nn.Module, sequences: Sequence[np.ndarray], optimizer: to
     return loss_sum.item() / max(n_targets, 1)
 
 
-def train_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], *, epochs: int = 200,
-                 batch_size: int = 128, lr: float = 1e-3, weight_decay: float = 0.0,
-                 eval_every: int = 1, patience: int = 5, metric: str = "ndcg@10",
-                 ks: Sequence[int] = (5, 10), seed: int = 0,
-                 device: str | torch.device = "cpu", progress: bool = True,
-                 ) -> tuple[dict[str, Tensor], list[dict]]:
+def fit_sasrec(
+    model: nn.Module,
+    sequences: Sequence[np.ndarray],
+    *,
+    epochs: int = 200,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    eval_every: int = 1,
+    patience: int = 5,
+    metric: str = "ndcg@10",
+    ks: Sequence[int] = (5, 10),
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[dict[str, Tensor], list[dict]]:
     """Train ``model`` on next-item cross-entropy; return its best validation state and history.
 
     Every non-padded position of a training part predicts the next item with a softmax over all
@@ -117,15 +134,19 @@ def train_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], *, epochs: i
     """
     name, _, k = metric.partition("@")
     if name not in METRICS or not k.isdigit():
-        raise ValueError(f"metric must look like 'ndcg@10' with a name among {METRICS}, "
-                         f"got {metric!r}")
+        raise ValueError(
+            f"metric must look like 'ndcg@10' with a name among {METRICS}, got {metric!r}"
+        )
     if min(epochs, eval_every, patience) < 1:
-        raise ValueError(f"epochs, eval_every and patience must be at least 1, got {epochs}, "
-                         f"{eval_every} and {patience}")
+        raise ValueError(
+            f"epochs, eval_every and patience must be at least 1, got {epochs}, "
+            f"{eval_every} and {patience}"
+        )
     cutoffs = sorted({*ks, int(k)})
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98),
-                                  weight_decay=weight_decay, fused=True)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay, fused=True
+    )
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     history: list[dict] = []
@@ -142,8 +163,13 @@ def train_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], *, epochs: i
         start = time.perf_counter()
         valid = summarize(evaluate_sasrec(model, sequences, "valid", cutoffs, device))
         value = valid[metric]
-        row = {"epoch": epoch, "loss": loss, **valid, "train_seconds": train_seconds,
-               "eval_seconds": time.perf_counter() - start}
+        row = {
+            "epoch": epoch,
+            "loss": loss,
+            **valid,
+            "train_seconds": train_seconds,
+            "eval_seconds": time.perf_counter() - start,
+        }
         history.append(row)
         train_seconds = 0.0
         bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
@@ -155,8 +181,13 @@ def train_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], *, epochs: i
 
 
 @torch.no_grad()
-def rank_next(model: nn.Module, histories: Sequence[np.ndarray], k: int,
-              device: str | torch.device, batch_size: int = 1024) -> np.ndarray:
+def rank_next(
+    model: nn.Module,
+    histories: Sequence[np.ndarray],
+    k: int,
+    device: str | torch.device,
+    batch_size: int = 1024,
+) -> np.ndarray:
     """Top-``k`` item ids ``[len(histories), k]``, best first, for the item after each history.
 
     Each history's last ``model.max_len`` items are read. Every item is a candidate (nothing is
@@ -165,8 +196,10 @@ def rank_next(model: nn.Module, histories: Sequence[np.ndarray], k: int,
     """
     empty = [i for i, h in enumerate(histories) if len(h) == 0]
     if empty:
-        raise ValueError(f"{len(empty)} histories are empty (the first is number {empty[0]}); "
-                         f"there is nothing to predict the next item from")
+        raise ValueError(
+            f"{len(empty)} histories are empty (the first is number {empty[0]}); "
+            f"there is nothing to predict the next item from"
+        )
     model.eval()
 
     def scores(rows: Tensor) -> Tensor:
@@ -177,8 +210,13 @@ def rank_next(model: nn.Module, histories: Sequence[np.ndarray], k: int,
     return topk(scores, np.arange(len(histories)), nothing_excluded, k, batch_size=batch_size)
 
 
-def evaluate_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], stage: str,
-                    ks: Sequence[int], device: str | torch.device) -> pd.DataFrame:
+def evaluate_sasrec(
+    model: nn.Module,
+    sequences: Sequence[np.ndarray],
+    stage: str,
+    ks: Sequence[int],
+    device: str | torch.device,
+) -> pd.DataFrame:
     """Per-user leave-one-out metrics (``ranking_metrics``) of the ``stage`` target.
 
     ``valid``: the second-last item given the items before it. ``test``: the last item given
@@ -191,7 +229,9 @@ def evaluate_sasrec(model: nn.Module, sequences: Sequence[np.ndarray], stage: st
     users = np.flatnonzero([len(seq) >= MIN_LENGTH for seq in sequences])
     histories = [sequences[u][:-held_out] for u in users]
     targets = np.array([sequences[u][-held_out] for u in users], dtype=np.int64)
-    truth = sp.csr_matrix((np.ones(len(users), dtype=np.float32), (users, targets)),
-                          shape=(len(sequences), model.n_items))
+    truth = sp.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users, targets)),
+        shape=(len(sequences), model.n_items),
+    )
     top = rank_next(model, histories, max(ks), device)
     return ranking_metrics(top, truth, users, ks)

@@ -21,7 +21,9 @@ def find_file(raw_dir: Path, name: str) -> Path:
     if not matches:
         raise FileNotFoundError(f"expected a file named {name!r} below {raw_dir}, found none")
     if len(matches) > 1:
-        raise FileNotFoundError(f"expected one file named {name!r} below {raw_dir}, found {matches}")
+        raise FileNotFoundError(
+            f"expected one file named {name!r} below {raw_dir}, found {matches}"
+        )
     return matches[0]
 
 

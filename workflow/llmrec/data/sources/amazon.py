@@ -32,15 +32,27 @@ import pyarrow as pa
 from ..readers import iter_records, parse_json_line, parse_python_literal_line, records_to_table
 from . import find_file
 
-REVIEW_SCHEMA = pa.schema([
-    ("user_key", pa.string()), ("item_key", pa.string()), ("timestamp", pa.int64()),
-    ("behaviour", pa.string()), ("rating", pa.float32()),
-])
-META_SCHEMA = pa.schema([
-    ("item_key", pa.string()), ("ord", pa.int64()), ("title", pa.string()),
-    ("category", pa.string()), ("description", pa.string()), ("brand", pa.string()),
-    ("price", pa.float64()), ("categories", pa.list_(pa.string())),
-])
+REVIEW_SCHEMA = pa.schema(
+    [
+        ("user_key", pa.string()),
+        ("item_key", pa.string()),
+        ("timestamp", pa.int64()),
+        ("behaviour", pa.string()),
+        ("rating", pa.float32()),
+    ]
+)
+META_SCHEMA = pa.schema(
+    [
+        ("item_key", pa.string()),
+        ("ord", pa.int64()),
+        ("title", pa.string()),
+        ("category", pa.string()),
+        ("description", pa.string()),
+        ("brand", pa.string()),
+        ("price", pa.float64()),
+        ("categories", pa.list_(pa.string())),
+    ]
+)
 LEADING_ASIN = re.compile(r"\{'asin': '([^'\\]*)'")
 NUMBER = (int, float)
 
@@ -95,6 +107,7 @@ def _meta_parser(reviewed: set[str]):
             "price": field(record, "price", NUMBER),
             "categories": path or None,
         }
+
     return parse
 
 
@@ -103,10 +116,12 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
     reviews = iter_records(find_file(raw_dir, "reviews_*_5.json.gz"), _review, skip_malformed=skip)
     records_to_table(con, "raw_interactions", reviews, REVIEW_SCHEMA, scratch / "reviews.parquet")
 
-    reviewed = {key for (key,) in con.execute("SELECT DISTINCT item_key FROM raw_interactions")
-                .fetchall()}
-    meta = iter_records(find_file(raw_dir, "meta_*.json.gz"), _meta_parser(reviewed),
-                        skip_malformed=skip)
+    reviewed = {
+        key for (key,) in con.execute("SELECT DISTINCT item_key FROM raw_interactions").fetchall()
+    }
+    meta = iter_records(
+        find_file(raw_dir, "meta_*.json.gz"), _meta_parser(reviewed), skip_malformed=skip
+    )
     kept = ({**record, "ord": ord_} for ord_, record in enumerate(meta) if record)
     records_to_table(con, "amazon_meta", kept, META_SCHEMA, scratch / "meta.parquet")
     con.execute("""

@@ -30,19 +30,38 @@ from . import find_file
 def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: Path) -> None:
     skip = options.get("skip_malformed", False)
     tab = {"delim": "\t", "header": True, "skip_malformed": skip}
-    read_delimited(con, "lastfm_tagged", find_file(raw_dir, "user_taggedartists-timestamps.dat"),
-                   {"user_id": "INTEGER", "artist_id": "INTEGER", "tag_id": "INTEGER",
-                    "timestamp_ms": "BIGINT"}, **tab)
-    read_delimited(con, "lastfm_artists", find_file(raw_dir, "artists.dat"),
-                   {"id": "INTEGER", "name": "VARCHAR", "url": "VARCHAR",
-                    "picture_url": "VARCHAR"}, **tab)
+    read_delimited(
+        con,
+        "lastfm_tagged",
+        find_file(raw_dir, "user_taggedartists-timestamps.dat"),
+        {
+            "user_id": "INTEGER",
+            "artist_id": "INTEGER",
+            "tag_id": "INTEGER",
+            "timestamp_ms": "BIGINT",
+        },
+        **tab,
+    )
+    read_delimited(
+        con,
+        "lastfm_artists",
+        find_file(raw_dir, "artists.dat"),
+        {"id": "INTEGER", "name": "VARCHAR", "url": "VARCHAR", "picture_url": "VARCHAR"},
+        **tab,
+    )
     try:
         tags_path = find_file(raw_dir, "tags.dat")
     except FileNotFoundError:
         con.execute("CREATE OR REPLACE TEMP TABLE lastfm_tags (tag_id INTEGER, tag VARCHAR)")
     else:
-        read_delimited(con, "lastfm_tags", tags_path, {"tag_id": "INTEGER", "tag": "VARCHAR"},
-                       encoding="latin-1", **tab)
+        read_delimited(
+            con,
+            "lastfm_tags",
+            tags_path,
+            {"tag_id": "INTEGER", "tag": "VARCHAR"},
+            encoding="latin-1",
+            **tab,
+        )
 
     con.execute("""
         CREATE OR REPLACE TEMP TABLE raw_interactions AS

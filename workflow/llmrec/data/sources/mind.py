@@ -74,7 +74,8 @@ def split_folders(raw_dir: Path) -> list[tuple[str, Path]]:
             )
         if split in found:
             raise ValueError(
-                f"two MIND {split} folders below {raw_dir}: {found[split]} and {folder}")
+                f"two MIND {split} folders below {raw_dir}: {found[split]} and {folder}"
+            )
         if not (folder / "news.tsv").is_file():
             raise FileNotFoundError(f"{folder} has behaviors.tsv but no news.tsv")
         found[split] = folder
@@ -136,7 +137,7 @@ def _load_news(con: duckdb.DuckDBPyConnection, rank: int, path: Path, skip: bool
     _drop_malformed(con, "mind_news_split", path, rejected, skip)
     con.execute(f"""
         INSERT INTO mind_news
-        SELECT {rank} AS split_rank, row_index, {', '.join(NEWS_COLUMNS)} FROM mind_news_split;
+        SELECT {rank} AS split_rank, row_index, {", ".join(NEWS_COLUMNS)} FROM mind_news_split;
         DROP TABLE mind_news_split""")
 
 
@@ -144,8 +145,9 @@ def _load_behaviours(
     con: duckdb.DuckDBPyConnection, split: str, path: Path, skip: bool, offset: int
 ) -> int:
     """Append one split's impressions to raw_impressions; return the largest impression id."""
-    read_delimited(con, "mind_behaviours_file", path, BEHAVIOUR_COLUMNS, delim="\t",
-                   skip_malformed=skip)
+    read_delimited(
+        con, "mind_behaviours_file", path, BEHAVIOUR_COLUMNS, delim="\t", skip_malformed=skip
+    )
     rejected = _rejected_lines(con)
     labelled, bare = "'[^-\\s]+-[01]'", "'[^-\\s]+'"  # news id with and without its label
     con.execute(f"""
@@ -189,7 +191,8 @@ def _load_behaviours(
                '{split}'
         FROM mind_behaviours_split""")
     (largest,) = con.execute(
-        "SELECT coalesce(max(impression_id), 0) FROM mind_behaviours_split").fetchone()
+        "SELECT coalesce(max(impression_id), 0) FROM mind_behaviours_split"
+    ).fetchone()
     con.execute("DROP TABLE mind_behaviours_split")
     return largest
 

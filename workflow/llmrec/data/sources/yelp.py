@@ -42,18 +42,23 @@ def _review(line: str) -> dict:
         return record  # iter_records reports it
     date = field(record, "date", str, required=True)
     datetime.strptime(date, DATE_FORMAT)  # raises ValueError on a bad date
-    return {"user_id": field(record, "user_id", str, required=True),
-            "business_id": field(record, "business_id", str, required=True),
-            "stars": field(record, "stars", NUMBER, required=True), "date": date}
+    return {
+        "user_id": field(record, "user_id", str, required=True),
+        "business_id": field(record, "business_id", str, required=True),
+        "stars": field(record, "stars", NUMBER, required=True),
+        "date": date,
+    }
 
 
 def _business(line: str) -> dict:
     record = parse_json_line(line)
     if not isinstance(record, dict):
         return record
-    return {"business_id": field(record, "business_id", str, required=True),
-            **{key: field(record, key, str) for key in ("name", "city", "state", "categories")},
-            "stars": field(record, "stars", NUMBER)}
+    return {
+        "business_id": field(record, "business_id", str, required=True),
+        **{key: field(record, key, str) for key in ("name", "city", "state", "categories")},
+        "stars": field(record, "stars", NUMBER),
+    }
 
 
 # For each file: the columns duckdb reads, how they become the table's columns, which rows the
@@ -64,23 +69,52 @@ REVIEWS = (
     f"user_id IS NULL OR business_id IS NULL OR stars IS NULL "
     f"OR try_strptime(date, '{DATE_FORMAT}') IS NULL",
     _review,
-    pa.schema([("user_id", pa.string()), ("business_id", pa.string()), ("stars", pa.float64()),
-               ("date", pa.string())]),
+    pa.schema(
+        [
+            ("user_id", pa.string()),
+            ("business_id", pa.string()),
+            ("stars", pa.float64()),
+            ("date", pa.string()),
+        ]
+    ),
 )
 BUSINESSES = (
-    {"business_id": "VARCHAR", "name": "VARCHAR", "city": "VARCHAR", "state": "VARCHAR",
-     "categories": "JSON", "stars": "DOUBLE"},
+    {
+        "business_id": "VARCHAR",
+        "name": "VARCHAR",
+        "city": "VARCHAR",
+        "state": "VARCHAR",
+        "categories": "JSON",
+        "stars": "DOUBLE",
+    },
     "business_id, name, city, state, categories->>'$' AS categories, stars",
     "business_id IS NULL OR json_type(categories) <> 'VARCHAR'",
     _business,
-    pa.schema([("business_id", pa.string()), ("name", pa.string()), ("city", pa.string()),
-               ("state", pa.string()), ("categories", pa.string()), ("stars", pa.float64())]),
+    pa.schema(
+        [
+            ("business_id", pa.string()),
+            ("name", pa.string()),
+            ("city", pa.string()),
+            ("state", pa.string()),
+            ("categories", pa.string()),
+            ("stars", pa.float64()),
+        ]
+    ),
 )
 
 
-def _read_json_lines(con: duckdb.DuckDBPyConnection, table: str, path: Path, columns: dict,
-                     select: str, invalid: str, parse_line: Callable[[str], dict],
-                     schema: pa.Schema, scratch: Path, skip_malformed: bool) -> None:
+def _read_json_lines(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    path: Path,
+    columns: dict,
+    select: str,
+    invalid: str,
+    parse_line: Callable[[str], dict],
+    schema: pa.Schema,
+    scratch: Path,
+    skip_malformed: bool,
+) -> None:
     """Fill ``table`` from ``path`` by duckdb, or line by line where duckdb cannot be trusted."""
     spec = "{" + ", ".join(f"'{name}': '{type_}'" for name, type_ in columns.items()) + "}"
     source = str(path).replace("'", "''")
@@ -99,11 +133,22 @@ def _read_json_lines(con: duckdb.DuckDBPyConnection, table: str, path: Path, col
 
 def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: Path) -> None:
     skip = options.get("skip_malformed", False)
-    _read_json_lines(con, "yelp_reviews", find_file(raw_dir, "yelp_academic_dataset_review.json"),
-                     *REVIEWS, scratch, skip)
-    _read_json_lines(con, "yelp_businesses",
-                     find_file(raw_dir, "yelp_academic_dataset_business.json"),
-                     *BUSINESSES, scratch, skip)
+    _read_json_lines(
+        con,
+        "yelp_reviews",
+        find_file(raw_dir, "yelp_academic_dataset_review.json"),
+        *REVIEWS,
+        scratch,
+        skip,
+    )
+    _read_json_lines(
+        con,
+        "yelp_businesses",
+        find_file(raw_dir, "yelp_academic_dataset_business.json"),
+        *BUSINESSES,
+        scratch,
+        skip,
+    )
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_interactions AS
         SELECT user_id AS user_key, business_id AS item_key,

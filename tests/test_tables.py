@@ -1,0 +1,333 @@
+"""The study tables: runs attributed by their summaries' keys, and the three studies' CSV and
+markdown on hand-made runs, checked against values worked out here (scipy for the p-values)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from llmrec.studies.arithmetic_report import arithmetic_table
+from llmrec.studies.pfr import pfr_table
+from llmrec.studies.popk import popk_table
+from llmrec.studies.tables import cell, mean_over_seeds, mean_std, read_runs, run_keys
+
+PROVENANCE = ["git_commit", "config_sha256"]
+
+
+def write_run(
+    folder: Path, keys: dict, units: pd.DataFrame, name: str, test: dict | None = None, **extra
+) -> tuple[str, str]:
+    """A run as the training functions leave it: per-unit metrics and a summary whose ``test``
+    holds their means."""
+    folder.mkdir(parents=True)
+    units.to_parquet(folder / name, index=False)
+    means = {c: float(units[c].mean()) for c in units.columns[1:]}
+    summary = {**keys, **extra, "test": means | (test or {})}
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return str(folder / "summary.json"), str(folder / name)
+
+
+def inputs(runs: list[tuple[str, str]], units: str) -> dict[str, list[str]]:
+    return {"summaries": [s for s, _ in runs], units: [u for _, u in runs]}
+
+
+def outputs(tmp_path: Path) -> dict[str, str]:
+    return {"table": str(tmp_path / "t.csv"), "markdown": str(tmp_path / "t.md")}
+
+
+def p_text(p: float) -> str:
+    return f"p={p:.2g}"
+
+
+def test_mean_std_is_the_sample_std_and_zero_for_one_run():
+    assert mean_std([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
+    assert mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_mean_over_seeds_pairs_rows_by_key():
+    a = pd.DataFrame({"user_id": [0, 1], "hit@5": [1.0, 0.0]})
+    b = pd.DataFrame({"user_id": [1, 0], "hit@5": [1.0, 0.0]})
+    mean = mean_over_seeds([a, b], "user_id")
+    assert mean["user_id"].tolist() == [0, 1] and mean["hit@5"].tolist() == [0.5, 0.5]
+
+
+def test_cell_writes_the_change_and_p_it_is_given():
+    assert cell(0.12344, 0.00561) == "0.1234 ± 0.0056"
+    assert cell(0.12344, 0.00561, p=0.0234) == "0.1234 ± 0.0056 (p=0.023)"
+    assert cell(0.5, 0.0, change=12.34, p=3.6e-06) == "0.5000 ± 0.0000 (+12.3%, p=3.6e-06)"
+    assert cell(0.5, 0.0, change=-5.0, p=float("nan")) == "0.5000 ± 0.0000 (-5.0%)"
+
+
+def _units(values, key="user_id"):
+    return pd.DataFrame({key: range(len(values)), "hit@1": np.asarray(values, dtype=float)})
+
+
+def test_runs_are_read_from_their_keys_and_bad_summaries_are_refused(tmp_path):
+    keys = run_keys(study="pfr", dataset="toy", model="pfr", variant=None, seed="3")
+    assert keys == {"study": "pfr", "dataset": "toy", "model": "pfr", "variant": None, "seed": 3}
+    # The path says another dataset, model and seed: the summary wins.
+    good = write_run(
+        tmp_path / "results/pfr/ml-1m/lightgcn/seed0", keys, _units([1, 0]), "per_user.parquet"
+    )
+    (run,) = read_runs("pfr", [good[0]], [good[1]])
+    assert (run.dataset, run.model, run.variant, run.seed) == ("toy", "pfr", None, 3)
+    assert run.test == {"hit@1": 0.5}
+    old = write_run(tmp_path / "old", {"model": "pfr", "seed": 0}, _units([1, 0]), "u.parquet")
+    with pytest.raises(ValueError, match="rerun"):
+        read_runs("pfr", [old[0]], [old[1]])
+    with pytest.raises(ValueError, match="the 'pfr' study, not of 'popk'"):
+        read_runs("popk", [good[0]], [good[1]])
+    twin = write_run(tmp_path / "twin", keys, _units([0, 0]), "u.parquet")
+    with pytest.raises(ValueError, match="same run"):
+        read_runs("pfr", [good[0], twin[0]], [good[1], twin[1]])
+    with pytest.raises(ValueError, match="per-unit"):
+        read_runs("pfr", [good[0]], [])
+
+
+PFR_METRICS = ["recall@1", "ndcg@1", "mrr@1", "hit@1", "precision@1"]
+
+
+def _pfr_units(values):
+    return pd.DataFrame(
+        {"user_id": range(4), **{m: np.asarray(values, float) for m in PFR_METRICS}}
+    )
+
+
+def test_pfr_table(tmp_path):
+    def run(folder, model, seed, values):
+        keys = run_keys(study="pfr", dataset="toy", model=model, variant=None, seed=seed)
+        return write_run(tmp_path / folder, keys, _pfr_units(values), "per_user.parquet")
+
+    runs = [
+        run("results/pfr/toy/lightgcn/seed0", "lightgcn", 0, [1, 0, 0, 0]),
+        run("results/pfr/toy/lightgcn/seed1", "lightgcn", 1, [0, 0, 1, 0]),
+        run("results/pfr/toy/pfr/seed0", "pfr", 0, [1, 1, 0, 1]),
+        # a misleading folder: another dataset, model and seed
+        run("results/pfr/ml-1m/lightgcn/seed7", "pfr", 1, [1, 1, 1, 1]),
+        run("results/pfr/toy/sge/seed0", "sge", 0, [1, 0, 1, 0]),
+    ]
+    pfr_table(inputs(runs, "per_user"), outputs(tmp_path), ks=[1], synthetic=["toy"])
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert list(table.columns) == (
+        ["dataset", "model", "seeds"]
+        + [f"{m}{s}" for m in PFR_METRICS for s in ("", "_std", "_p", "_wilcoxon_p")]
+        + PROVENANCE
+    )
+    assert table[["dataset", "model", "seeds"]].values.tolist() == [
+        ["toy (synthetic)", "lightgcn", 2],
+        ["toy (synthetic)", "sge", 1],
+        ["toy (synthetic)", "pfr", 2],
+    ]
+    base = np.array([0.5, 0, 0.5, 0])  # LightGCN's users averaged over its two seeds
+    sge, pfr = np.array([1.0, 0, 1, 0]), np.array([1.0, 1, 0.5, 1])
+    expected = {  # mean, std, t-test p, Wilcoxon p
+        "lightgcn": (0.25, 0.0, np.nan, np.nan),
+        "sge": (0.5, 0.0, stats.ttest_rel(sge, base).pvalue, stats.wilcoxon(sge - base).pvalue),
+        "pfr": (
+            0.875,
+            np.sqrt(2) / 8,
+            stats.ttest_rel(pfr, base).pvalue,
+            stats.wilcoxon(pfr - base).pvalue,
+        ),
+    }
+    for model, (mean, std, t_p, w_p) in expected.items():
+        row = table.set_index("model").loc[model]
+        for m in PFR_METRICS:
+            got = [row[m], row[f"{m}_std"], row[f"{m}_p"], row[f"{m}_wilcoxon_p"]]
+            assert got == pytest.approx([mean, std, t_p, w_p], rel=1e-5, nan_ok=True)
+    lines = (tmp_path / "t.md").read_text().split("\n")
+    sge_cell = f"0.5000 ± 0.0000 ({p_text(expected['sge'][2])})"
+    pfr_cell = f"0.8750 ± 0.1768 ({p_text(expected['pfr'][2])})"
+    assert lines[:5] == [
+        "| dataset | model | seeds | " + " | ".join(PFR_METRICS) + " |",
+        "|---|---|---|---|---|---|---|---|",
+        "| toy (synthetic) | lightgcn | 2 | " + " | ".join(["0.2500 ± 0.0000"] * 5) + " |",
+        "| toy (synthetic) | sge | 1 | " + " | ".join([sge_cell] * 5) + " |",
+        "| toy (synthetic) | pfr | 2 | " + " | ".join([pfr_cell] * 5) + " |",
+    ]
+    assert lines[5:7] == [
+        "",
+        "Mean ± std over seeds; p: paired t-test against LightGCN over "
+        "users (each user's value averaged over seeds). MRR@k is the "
+        "reciprocal rank of the first hit within the top k. Full ranking "
+        "over all items, training and validation items masked.",
+    ]
+
+
+POPK_UNIT_METRICS = [
+    "auc",
+    "mrr",
+    "ndcg@5",
+    "ndcg@10",
+    "ild_category",
+    "ild_embedding",
+    "avg_popularity",
+    "tail_share",
+    "novelty",
+]
+POPK_METRICS = POPK_UNIT_METRICS[:6] + [
+    "avg_popularity",
+    "tail_share",
+    "novelty",
+    "coverage",
+    "gini",
+]
+
+
+def test_popk_table(tmp_path):
+    def run(folder, popk, seed, values, coverage, gini, tail=None):
+        frame = pd.DataFrame(
+            {"impression_id": range(4), **{m: np.asarray(values, float) for m in POPK_UNIT_METRICS}}
+        )
+        if tail is not None:
+            frame["tail_share"] = np.asarray(tail, float)
+        keys = run_keys(study="popk", dataset="news", model="nrms", variant=popk, seed=seed)
+        return write_run(
+            tmp_path / folder,
+            keys,
+            frame,
+            "per_impression.parquet",
+            {"coverage": coverage, "gini": gini},
+            popk=popk,
+        )
+
+    runs = [
+        run("results/popk/news/nrms/popk0/seed0", 0, 0, [0.2, 0.4, 0.6, 0.8], 0.5, 0.4, [0] * 4),
+        run("results/popk/news/nrms/popk0/seed1", 0, 1, [0.4, 0.4, 0.6, 0.6], 0.5, 0.4, [0] * 4),
+        run("results/popk/news/nrms/popk2/seed0", 2, 0, [0.4, 0.6, 0.8, 1.0], 0.6, 0.2),
+        # a misleading folder: another dataset, model, popk and seed
+        run("results/popk/mind/lstur/popk0/seed5", 2, 1, [0.6, 0.5, 0.7, 0.6], 0.7, 0.2),
+    ]
+    popk_table(inputs(runs, "per_impression"), outputs(tmp_path))
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert list(table.columns) == (
+        ["dataset", "model", "popk", "seeds"]
+        + [f"{m}{s}" for m in POPK_METRICS for s in ("", "_std", "_change_%", "_p")]
+        + PROVENANCE
+    )
+    assert table[["dataset", "model", "popk", "seeds"]].values.tolist() == [
+        ["news", "nrms", 0, 2],
+        ["news", "nrms", 2, 2],
+    ]
+    base, top = table.iloc[0], table.iloc[1]
+    # Impressions averaged over seeds: popk 0 [.3, .4, .6, .7], popk 2 [.5, .55, .75, .8].
+    p = stats.ttest_rel([0.5, 0.55, 0.75, 0.8], [0.3, 0.4, 0.6, 0.7]).pvalue
+    p_tail = stats.ttest_rel([0.5, 0.55, 0.75, 0.8], [0, 0, 0, 0]).pvalue
+    expected = {m: (0.65, np.sqrt(2) / 20, 30.0, p) for m in POPK_UNIT_METRICS}
+    expected["tail_share"] = (0.65, np.sqrt(2) / 20, np.nan, p_tail)  # popk 0's mean is 0
+    expected["coverage"] = (0.65, np.sqrt(2) / 20, 30.0, np.nan)  # one number per run: no test
+    expected["gini"] = (0.2, 0.0, -50.0, np.nan)
+    for m, values in expected.items():
+        got = [top[m], top[f"{m}_std"], top[f"{m}_change_%"], top[f"{m}_p"]]
+        assert got == pytest.approx(values, rel=1e-5, nan_ok=True), m
+    assert base["auc"] == pytest.approx(0.5) and base["auc_change_%"] == 0
+    assert np.isnan(base["auc_p"]) and np.isnan(base["tail_share_change_%"])
+    lines = (tmp_path / "t.md").read_text().split("\n")
+    columns = [
+        "auc",
+        "mrr",
+        "ndcg@5",
+        "ndcg@10",
+        "ild_category",
+        "ild_embedding",
+        "coverage",
+        "avg_popularity",
+        "tail_share",
+        "novelty",
+    ]
+    tested = f"0.6500 ± 0.0707 (+30.0%, {p_text(p)})"
+    top_cells = [tested] * 6 + ["0.6500 ± 0.0707 (+30.0%)", tested, "0.6500 ± 0.0707", tested]
+    base_cells = ["0.5000 ± 0.0000"] * 8 + ["0.0000 ± 0.0000", "0.5000 ± 0.0000"]
+    assert lines[:4] == [
+        "| dataset | model | popk | " + " | ".join(columns) + " |",
+        "|---|---|---|" + "---|" * 10,
+        "| news | nrms | 0 | " + " | ".join(base_cells) + " |",
+        "| news | nrms | 2 | " + " | ".join(top_cells) + " |",
+    ]
+    assert lines[4] == "" and lines[5].startswith(
+        "Mean ± std over seeds on the dev impressions; in brackets the change against popk = 0"
+    )
+
+
+def test_arithmetic_table(tmp_path):
+    def run(folder, method, seed, setting, hits):
+        keys = run_keys(study="arithmetic", dataset="toy", model=method, variant=setting, seed=seed)
+        frame = pd.DataFrame(
+            {
+                "user_id": range(8),
+                "hit@1": np.asarray(hits, float),
+                "ndcg@1": np.asarray(hits, float),
+            }
+        )
+        extra = {"method": method} | ({"setting": setting} if setting else {})
+        return write_run(tmp_path / folder, keys, frame, "per_user.parquet", **extra)
+
+    root = "results/arithmetic/toy"
+    runs = [
+        run(f"{root}/p5/seed{s}/seen", "p5", s, "seen", [1, 0, 0, 0, 1, 0, 0, 0]) for s in (0, 1)
+    ]
+    runs += [run(f"{root}/p5/seed{s}/unseen", "p5", s, "unseen", [0] * 8) for s in (0, 1)]
+    runs += [
+        run(f"{root}/precondition/seed0/seen", "precondition", 0, "seen", [1, 1, 0, 0, 1, 1, 0, 0]),
+        run(f"{root}/precondition/seed1/seen", "precondition", 1, "seen", [1, 1, 1, 0, 1, 1, 0, 0]),
+        run(f"{root}/sasrec/seed0", "sasrec", 0, None, [1, 1, 1, 1, 0, 0, 0, 0]),
+        # a misleading folder: another dataset, method, seed and setting
+        run(
+            "results/arithmetic/ml-1m/p5/seed3/unseen", "sasrec", 1, None, [1, 1, 1, 1, 0, 0, 0, 0]
+        ),
+    ]
+    arithmetic_table(
+        inputs(runs, "per_user"), outputs(tmp_path), ks=[1], settings=["seen", "unseen"]
+    )
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert list(table.columns) == (
+        ["dataset", "setting", "method", "seeds"]
+        + [f"{m}{s}" for m in ("hit@1", "ndcg@1") for s in ("", "_std", "_change_%", "_p")]
+        + PROVENANCE
+    )
+    assert table[["setting", "method", "seeds"]].values.tolist() == [
+        ["seen", "P5", 2],
+        ["seen", "pre-conditioning", 2],
+        ["seen", "SASRec", 2],
+        ["unseen", "P5", 2],
+        ["unseen", "SASRec", 2],
+    ]
+    p5_seen = np.array([1.0, 0, 0, 0, 1, 0, 0, 0])
+    pre = np.array([1.0, 1, 0.5, 0, 1, 1, 0, 0])
+    sasrec = np.array([1.0, 1, 1, 1, 0, 0, 0, 0])
+    p_pre, p_sas = stats.ttest_rel(pre, p5_seen).pvalue, stats.ttest_rel(sasrec, p5_seen).pvalue
+    p_unseen = stats.ttest_rel(sasrec, np.zeros(8)).pvalue
+    expected = [
+        (0.25, 0.0, 0.0, np.nan),
+        (0.5625, np.sqrt(2) / 16, 125.0, p_pre),
+        (0.5, 0.0, 100.0, p_sas),
+        (0.0, 0.0, 0.0, np.nan),
+        (0.5, 0.0, np.nan, p_unseen),
+    ]  # against a P5 mean of 0: no change
+    for m in ("hit@1", "ndcg@1"):
+        got = table[[m, f"{m}_std", f"{m}_change_%", f"{m}_p"]].values.tolist()
+        assert got == [pytest.approx(e, rel=1e-5, nan_ok=True) for e in expected]
+    lines = (tmp_path / "t.md").read_text().split("\n")
+    assert lines[:7] == [
+        "| dataset | prompts | method | seeds | hit@1 | ndcg@1 |",
+        "|---|---|---|---|---|---|",
+        "| toy | seen | P5 | 2 | " + " | ".join(["0.2500 ± 0.0000"] * 2) + " |",
+        "| toy | seen | pre-conditioning | 2 | "
+        + " | ".join([f"0.5625 ± 0.0884 (+125.0%, {p_text(p_pre)})"] * 2)
+        + " |",
+        "| toy | seen | SASRec | 2 | "
+        + " | ".join([f"0.5000 ± 0.0000 (+100.0%, {p_text(p_sas)})"] * 2)
+        + " |",
+        "| toy | unseen | P5 | 2 | " + " | ".join(["0.0000 ± 0.0000"] * 2) + " |",
+        "| toy | unseen | SASRec | 2 | "
+        + " | ".join([f"0.5000 ± 0.0000 (+nan%, {p_text(p_unseen)})"] * 2)
+        + " |",
+    ]
+    assert lines[7] == "" and lines[8].startswith(
+        "Mean ± std over seeds of the leave-one-out test item's hit rate and NDCG at k"
+    )

@@ -1,0 +1,308 @@
+"""Study tables built from what each run recorded, never from where its files lie.
+
+Every training or evaluation run writes a ``summary.json`` with its keys (:func:`run_keys`:
+study, dataset, model, variant, seed) and its test metrics (``test``), and a table of per-unit
+metrics (per user or per impression) for the paired tests. :func:`write_study_table` reads the
+runs (:func:`read_runs`), groups them by dataset, variant and model, gives each group's
+mean ± std over seeds, compares it with the study's baseline group (change in %, paired t-test
+and optionally Wilcoxon over units, each unit's value averaged over seeds first) and writes the
+CSV and its markdown (every cell through :func:`cell`). A :class:`TableSpec` holds what differs
+between studies: column names and order, the baseline, the metrics, the note.
+
+A study whose runs measure several segments (overall, tail, ...) fits as a variant (one run per
+segment) or as metric columns (``tail/recall@20``), each with its own per-unit column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation.significance import compare
+from ..io import read_json, write_csv, write_text
+from ..provenance import stamp
+
+Variant = str | int | None
+KEYS = ("study", "dataset", "model", "variant", "seed")
+
+
+def run_keys(
+    *, study: str, dataset: str, model: str, variant: Variant, seed: int | str
+) -> dict[str, Any]:
+    """The keys a run's ``summary.json`` records, so that a table attributes the run by them.
+
+    ``variant`` is what the study varies besides the model (POPK's popk, the arithmetic study's
+    prompt setting); ``None`` where there is nothing, or where the run holds for every variant
+    (SASRec reads no prompt).
+    """
+    return {
+        "study": study,
+        "dataset": dataset,
+        "model": model,
+        "variant": variant,
+        "seed": int(seed),
+    }
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: its keys and test metrics from its summary, and its per-unit metrics file."""
+
+    dataset: str
+    model: str
+    variant: Variant
+    seed: int
+    test: Mapping[str, float]
+    units: str
+
+
+def read_runs(study: str, summaries: Sequence[str], units: Sequence[str]) -> list[Run]:
+    """The runs of ``study`` (``summaries[i]`` belongs with the per-unit table ``units[i]``)."""
+    if len(summaries) != len(units):
+        raise ValueError(
+            f"{len(summaries)} summaries but {len(units)} per-unit tables: each run needs both"
+        )
+    runs, seen = [], {}
+    for summary_path, units_path in zip(summaries, units):
+        summary = read_json(summary_path)
+        missing = [k for k in KEYS if k not in summary]
+        if missing:
+            raise ValueError(
+                f"{summary_path} does not record {missing}: it was written before "
+                f"runs recorded their keys; delete it and rerun its job"
+            )
+        if summary["study"] != study:
+            raise ValueError(
+                f"{summary_path} is a run of the {summary['study']!r} study, not of {study!r}"
+            )
+        run = Run(
+            summary["dataset"],
+            summary["model"],
+            summary["variant"],
+            int(summary["seed"]),
+            summary["test"],
+            str(units_path),
+        )
+        key = (run.dataset, run.model, run.variant, run.seed)
+        if key in seen:
+            raise ValueError(f"{summary_path} and {seen[key]} record the same run {key}")
+        seen[key] = summary_path
+        runs.append(run)
+    return runs
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation over seeds; the std of a single run is 0."""
+    values = np.asarray(values, dtype=float)
+    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+
+
+def mean_over_seeds(frames: Sequence[pd.DataFrame], key: str) -> pd.DataFrame:
+    """Each ``key``'s (user's, impression's) metrics averaged over the runs, for paired tests."""
+    return pd.concat(frames).groupby(key).mean().reset_index()
+
+
+@dataclass
+class Group:
+    """The runs (seeds) of one row of a table."""
+
+    runs: list[Run]
+    unit: str
+
+    @cached_property
+    def by_unit(self) -> pd.DataFrame:
+        return mean_over_seeds([pd.read_parquet(r.units) for r in self.runs], self.unit)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What one study's table shows.
+
+    Attributes:
+        study: the ``study`` its runs record.
+        columns: the leading columns, in the order rows are sorted by: ``dataset`` (sorted),
+            ``model`` (in the order of ``models``) and ``variant`` (``variants``, or sorted).
+        models: the study's models; runs of other models are left out.
+        baseline: what makes a group's baseline out of the group: the keys it replaces, e.g.
+            ``{"model": "lightgcn"}`` (same dataset and variant) or ``{"variant": 0}``.
+        markdown_columns: the markdown's leading columns (CSV names).
+        unit: the per-unit tables' key column (``user_id``, ``impression_id``).
+        unit_table: the input that lists the per-unit tables (``per_user``).
+        metrics: the CSV's metrics, in order; each gets ``_std``, ``_change_%`` (when
+            ``change``), ``_p`` (paired t-test) and ``_wilcoxon_p`` (when ``wilcoxon``).
+        note: the markdown's closing paragraph.
+        names: CSV names of ``columns`` where they differ (``{"variant": "popk"}``).
+        labels: the markdown's headers where they differ from the CSV's.
+        model_names: display names of the models.
+        variants: the variants in row order; a run without a variant appears under each.
+        run_metrics: metrics measured once per run (coverage, Gini): no paired test.
+        change: the change against the baseline, in % of the baseline's mean: of the means over
+            seeds (``runs``), or of the means over units of the seed-averaged values (``units``,
+            0 on the baseline's own row); ``None``: no change column.
+        wilcoxon: also a Wilcoxon signed-rank test.
+        markdown_metrics: the markdown's metrics (default: all).
+        annotate_if: a markdown cell gets its bracket (change, p) when this column of it
+            (``p`` or ``change_%``) holds a value and the row is not the baseline's.
+
+    ``change`` and ``annotate_if`` keep each study's numbers and notation exactly as they were
+    before the studies shared this module (they part ways, e.g., against a baseline mean of 0).
+    """
+
+    study: str
+    columns: tuple[str, ...]
+    markdown_columns: tuple[str, ...]
+    models: tuple[str, ...]
+    baseline: Mapping[str, Variant]
+    unit: str
+    unit_table: str
+    metrics: tuple[str, ...]
+    note: str
+    names: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    model_names: Mapping[str, str] = field(default_factory=dict)
+    variants: tuple[Variant, ...] | None = None
+    run_metrics: tuple[str, ...] = ()
+    change: Literal["runs", "units"] | None = None
+    wilcoxon: bool = False
+    markdown_metrics: tuple[str, ...] | None = None
+    annotate_if: Literal["p", "change_%"] = "p"
+
+
+GroupKey = tuple[str, Variant, str]  # (dataset, variant, model)
+
+
+def _groups(runs: Sequence[Run], spec: TableSpec) -> dict[GroupKey, Group]:
+    """Every non-empty group, in row order."""
+    by_key: dict[GroupKey, list[Run]] = {}
+    for run in runs:
+        if run.model not in spec.models:
+            continue
+        if spec.variants is None:
+            placed = [run.variant]
+        else:
+            placed = spec.variants if run.variant is None else [run.variant]
+        for variant in placed:
+            by_key.setdefault((run.dataset, variant, run.model), []).append(run)
+    order = {
+        "dataset": sorted({k[0] for k in by_key}),
+        "variant": (
+            list(spec.variants) if spec.variants is not None else sorted({k[1] for k in by_key})
+        ),
+        "model": list(spec.models),
+    }
+    rank = {name: {value: i for i, value in enumerate(values)} for name, values in order.items()}
+    position = {"dataset": 0, "variant": 1, "model": 2}
+
+    def sort_key(key: GroupKey) -> tuple[int, ...]:
+        return tuple(rank[name][key[position[name]]] for name in spec.columns)
+
+    keys = [k for k in by_key if k[1] in rank["variant"]]  # not variants the table leaves out
+    return {k: Group(by_key[k], spec.unit) for k in sorted(keys, key=sort_key)}
+
+
+def _baseline_key(key: GroupKey, spec: TableSpec) -> GroupKey:
+    dataset, variant, model = key
+    return (dataset, spec.baseline.get("variant", variant), spec.baseline.get("model", model))
+
+
+def _change(value: float, base: float) -> float:
+    """``value``'s change in % of ``base``; NaN where ``base`` is 0 or NaN."""
+    return 100 * (value - base) / base if base else np.nan
+
+
+def _metric_cells(
+    metric: str, group: Group, base: Group | None, is_baseline: bool, spec: TableSpec
+) -> dict[str, float]:
+    mean, std = mean_std([r.test[metric] for r in group.runs])
+    cells = {metric: mean, f"{metric}_std": std}
+    if spec.change == "runs":
+        base_mean = np.nan if base is None else mean_std([r.test[metric] for r in base.runs])[0]
+        cells[f"{metric}_change_%"] = _change(mean, base_mean)
+    elif spec.change == "units":
+        cells[f"{metric}_change_%"] = (
+            0.0
+            if is_baseline
+            else np.nan
+            if base is None
+            else _change(group.by_unit[metric].mean(), base.by_unit[metric].mean())
+        )
+    test = {"t_p": np.nan, "wilcoxon_p": np.nan}
+    if not is_baseline and base is not None and metric not in spec.run_metrics:
+        test = compare(group.by_unit, base.by_unit, metric, key=spec.unit)
+    cells[f"{metric}_p"] = test["t_p"]
+    if spec.wilcoxon:
+        cells[f"{metric}_wilcoxon_p"] = test["wilcoxon_p"]
+    return cells
+
+
+def build_rows(
+    runs: Sequence[Run], spec: TableSpec, synthetic: Sequence[str] = ()
+) -> list[tuple[dict[str, Any], bool]]:
+    """Each table row (leading columns, ``seeds``, metric columns) and whether it is a
+    baseline row."""
+    groups = _groups(runs, spec)
+    rows = []
+    for key, group in groups.items():
+        dataset, variant, model = key
+        base_key = _baseline_key(key, spec)
+        base, is_baseline = groups.get(base_key), base_key == key
+        values = {
+            "dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
+            "variant": variant,
+            "model": spec.model_names.get(model, model),
+        }
+        row = {spec.names.get(c, c): values[c] for c in spec.columns} | {"seeds": len(group.runs)}
+        for metric in spec.metrics:
+            row |= _metric_cells(metric, group, base, is_baseline, spec)
+        rows.append((row, is_baseline))
+    return rows
+
+
+def cell(mean: float, std: float, change: float | None = None, p: float | None = None) -> str:
+    """``0.1234 ± 0.0056``, then in brackets the change against the baseline (``+12.3%``) and
+    the paired test's p (``p=0.023``) where given; a NaN p is left out."""
+    notes = [] if change is None else [f"{change:+.1f}%"]
+    if p is not None and not math.isnan(p):
+        notes.append(f"p={p:.2g}")
+    return f"{mean:.4f} ± {std:.4f}" + (f" ({', '.join(notes)})" if notes else "")
+
+
+def markdown(rows: Sequence[tuple[Mapping[str, Any], bool]], spec: TableSpec) -> str:
+    """The rows as a markdown table (every metric cell through :func:`cell`), then the note."""
+    metrics = spec.markdown_metrics or spec.metrics
+    header = [spec.labels.get(c, c) for c in spec.markdown_columns] + list(metrics)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row, is_baseline in rows:
+        cells = [str(row[c]) for c in spec.markdown_columns]
+        for m in metrics:
+            if is_baseline or math.isnan(row[f"{m}_{spec.annotate_if}"]):
+                cells.append(cell(row[m], row[f"{m}_std"]))
+            else:
+                cells.append(cell(row[m], row[f"{m}_std"], row.get(f"{m}_change_%"), row[f"{m}_p"]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" + spec.note
+
+
+def write_study_table(
+    input: Mapping[str, Sequence[str]],
+    output: Mapping[str, str],
+    spec: TableSpec,
+    *,
+    synthetic: Sequence[str] = (),
+    provenance: Mapping | None = None,
+) -> pd.DataFrame:
+    """Read the runs (``input["summaries"]`` with ``input[spec.unit_table]``), write
+    ``output["table"]`` (CSV, provenance columns last) and ``output["markdown"]``; return the
+    table."""
+    runs = read_runs(spec.study, input["summaries"], input[spec.unit_table])
+    rows = build_rows(runs, spec, synthetic)
+    table = pd.DataFrame([row for row, _ in rows]).assign(**stamp(provenance))
+    write_csv(output["table"], table)
+    write_text(output["markdown"], markdown(rows, spec))
+    return table

@@ -1,9 +1,0 @@
-import sys
-from pathlib import Path
-
-# The package of this checkout (scripts run from a copy; --use-conda envs do not install it).
-sys.path.insert(0, str(Path(snakemake.scriptdir).parents[1]))  # noqa: F821
-from llmrec.data.steps import item_text
-from llmrec.snake import call
-
-call(snakemake, item_text)  # noqa: F821 (snakemake is injected)
