@@ -1,13 +1,10 @@
 # LLM-based recommendation studies, end to end. This file is a table of contents only.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: f"{workflow.basedir}/config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

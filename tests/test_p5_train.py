@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zipfile
+
 import pytest
 import torch
 
@@ -72,6 +74,8 @@ def test_a_killed_run_resumes_to_the_same_weights(tokenizer, tmp_path, monkeypat
     assert checkpoint.exists()
     saved = torch.load(checkpoint, weights_only=True)
     assert (saved["epoch"], saved["batch"]) == (1, 2)
+    # Records named "archive/...", not after the random temporary: same state, same bytes.
+    assert all(name.startswith("archive/") for name in zipfile.ZipFile(checkpoint).namelist())
 
     monkeypatch.setattr(train_module, "collate", real_collate)
     resumed = tiny(tokenizer, seed=123)  # other starting weights: the checkpoint must win

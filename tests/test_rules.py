@@ -56,7 +56,8 @@ def test_each_rules_params_and_wildcards_bind_to_its_function(workflow_rules):
         func = rules.rule_function(name)
         assert func.__module__ == module and func.__name__ == name
         accepted = inspect.signature(func).parameters
-        kwargs = {"input": {}, "output": {}, **{p: None for p in rule.params._names}}
+        params = set(rule.params._names) - {rules.CODE_PARAM}  # the adapter drops it
+        kwargs = {"input": {}, "output": {}, **{p: None for p in params}}
         kwargs.update({w: "0" for w in rule.wildcard_names if w in accepted})
         kwargs.update({k: v for k, v in ADAPTER_EXTRAS.items() if k in accepted})
         try:
@@ -66,6 +67,11 @@ def test_each_rules_params_and_wildcards_bind_to_its_function(workflow_rules):
                 f"rule {name}: params {sorted(rule.params._names)} and wildcards "
                 f"{sorted(rule.wildcard_names)} do not fit {module}.{name}: {error}"
             )
+
+
+def test_each_rule_carries_the_digest_of_its_own_code(workflow_rules):
+    for name in rules.RULES:
+        assert workflow_rules[name].params.code == rules.code_sha256(name), name
 
 
 def test_a_rule_with_no_entry_is_named_in_the_error():
@@ -148,6 +154,31 @@ def test_call_logs_the_failure_to_the_rules_log_and_raises(tmp_path):
     assert "broken failed" in log and "ValueError: the input has no rows" in log
 
 
+def test_call_does_not_pass_the_code_digest(tmp_path):
+    def toy(input, output, *, alpha):
+        return alpha
+
+    assert snake.call(fake_job(tmp_path, alpha=1, code="0" * 64), toy) == 1
+
+
+def test_a_failing_rule_prints_one_line_and_logs_the_traceback(tmp_path, monkeypatch, capsys):
+    module = types.ModuleType("toy_rules")
+
+    def toy_rule(input, output):
+        raise ValueError("the input has no rows")
+
+    module.toy_rule = toy_rule
+    monkeypatch.setitem(__import__("sys").modules, "toy_rules", module)
+    monkeypatch.setitem(rules.RULES, "toy_rule", "toy_rules")
+    with pytest.raises(SystemExit) as stop:
+        snake.run_rule(fake_job(tmp_path, rule="toy_rule"))
+    assert stop.value.code == 1
+    printed = capsys.readouterr().err
+    assert "toy_rule failed: ValueError: the input has no rows" in printed
+    assert "Traceback" not in printed and str(tmp_path / "job.log") in printed
+    assert "Traceback" in (tmp_path / "job.log").read_text()
+
+
 def test_run_rule_runs_the_function_of_the_rules_name(tmp_path, monkeypatch):
     module = types.ModuleType("toy_rules")
     module.toy_rule = lambda input, output, *, dataset: (dataset, output["result"])
@@ -157,3 +188,73 @@ def test_run_rule_runs_the_function_of_the_rules_name(tmp_path, monkeypatch):
         "ml-100k",
         str(tmp_path / "out.json"),
     )
+
+
+# --- code digests --------------------------------------------------------------------------------
+
+
+def test_code_modules_follow_imports_and_run_time_parsers():
+    pfr = rules.code_modules("llmrec.studies.pfr")
+    assert {"llmrec", "llmrec.studies", "llmrec.models.lightgcn", "llmrec.evaluation.ranking"} <= (
+        set(pfr)
+    )
+    assert not any(m.startswith(("llmrec.news", "llmrec.p5", "llmrec.data.sources")) for m in pfr)
+    # Parsers are imported by name at run time (importlib): every one of them counts.
+    parse = rules.code_modules("llmrec.data.steps")
+    assert {f"llmrec.data.sources.{s}" for s in ("movielens", "mind", "yelp")} <= set(parse)
+    assert "llmrec.models.lightgcn" not in parse
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch):
+    """A copy of the package whose files a test may edit."""
+    import shutil
+
+    copy = tmp_path / "llmrec"
+    shutil.copytree(rules.PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(rules, "PACKAGE_DIR", copy)
+    clear_caches()
+    yield copy
+    clear_caches()
+
+
+def clear_caches() -> None:
+    for cached in (rules._tree, rules._imports, rules._code_only):
+        cached.cache_clear()
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def digests() -> dict[str, str]:
+    clear_caches()
+    return {name: rules.code_sha256(name) for name in rules.RULES}
+
+
+def test_a_code_edit_changes_the_digest_of_the_rules_that_run_it(package_copy):
+    before = digests()
+    edit(package_copy / "models" / "lightgcn.py", "import torch\n", "import torch\n\n_EDIT = 1\n")
+    after = digests()
+    changed = {name for name in rules.RULES if before[name] != after[name]}
+    assert changed == {"train_pfr", "pfr_table", "pfr_figure"}
+
+
+def test_comments_docstrings_and_layout_leave_the_digest(package_copy):
+    before = digests()
+    ranking = package_copy / "evaluation" / "ranking.py"
+    text = ranking.read_text()
+    assert text.startswith('"""')
+    first_def = text.index("\ndef ")
+    ranking.write_text(
+        '"""Another docstring.\n\nMore words."""  # and a comment\n'
+        + text[text.index('"""', 3) + 3 : first_def]
+        + "\n# a new comment\n\n"
+        + text[first_def:]
+    )
+    assert digests() == before
+    edit(ranking, "\ndef ", "\n_EDIT = 1\n\n\ndef ")
+    changed = {name for name, digest in digests().items() if digest != before[name]}
+    assert "train_pfr" in changed and "evaluate_p5" in changed and "split" not in changed

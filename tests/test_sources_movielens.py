@@ -8,9 +8,11 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from llmrec.data import steps
 from llmrec.data.canonical import write_canonical
 from llmrec.data.readers import MalformedInputError
 from llmrec.data.sources import movielens
+from llmrec.io import write_json
 
 from .conftest import FIXTURES
 
@@ -97,3 +99,24 @@ def test_malformed_line_names_file_and_line(tmp_path):
 def test_missing_files_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="u.data, ratings.dat"):
         movielens.load(duckdb.connect(), tmp_path, {}, tmp_path)
+
+
+def test_parse_dataset_removes_what_a_killed_run_left_behind(tmp_path):
+    manifest = tmp_path / "raw" / "manifest.json"
+    write_json(manifest, {"raw_dir": str(FIXTURES / "ml-100k")})
+    folder = tmp_path / "canonical"
+    (folder / "tmpk1ll3d").mkdir(parents=True)  # the step's scratch folder
+    (folder / "tmpk1ll3d" / "meta.parquet").write_bytes(b"")
+    (folder / ".items.parquet.x1y2.tmp").write_bytes(b"half a parquet file")
+    (folder / "notes.txt").write_text("not the step's")
+    names = {"interactions": "interactions", "item_table": "items", "users": "users"}
+    output = {key: folder / f"{name}.parquet" for key, name in names.items()}
+    output["impressions"] = folder / "impressions.parquet"
+    steps.parse_dataset({"manifest": manifest}, output, dataset="ml-100k", options={})
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "impressions.parquet",
+        "interactions.parquet",
+        "items.parquet",
+        "notes.txt",
+        "users.parquet",
+    ]

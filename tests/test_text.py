@@ -330,7 +330,12 @@ def test_embed_texts_with_minilm(monkeypatch):
     assert attempts == []
 
 
-def test_embed_texts_cached_encodes_only_new_texts(tmp_path, monkeypatch):
+def test_embed_texts_cached_resumes_at_its_chunk_and_reuses_only_its_own_chunks(
+    tmp_path, monkeypatch
+):
+    """A rerun encodes nothing and a killed run resumes at the chunk it was on, with the same
+    vectors; other texts are encoded in their own chunks, never served vectors computed in
+    another batch (a vector's last bits depend on its batch)."""
     from llmrec.text import embed
 
     encoded: list[list[str]] = []
@@ -338,22 +343,40 @@ def test_embed_texts_cached_encodes_only_new_texts(tmp_path, monkeypatch):
 
     def counting_encode(encoder, texts, batch_size, progress):
         encoded.append(list(texts))
+        if len(encoded) == 2 and fail_second:
+            raise KeyboardInterrupt
         return real_encode(encoder, texts, batch_size, progress)
 
     monkeypatch.setattr(embed, "encode", counting_encode)
-    cache = embed.EmbeddingCache(tmp_path / "emb")
+    texts = SENTENCES[:3] + SENTENCES[:1]
+    fail_second = True
+    with pytest.raises(KeyboardInterrupt):
+        embed.embed_texts_cached(texts, embed.EmbeddingCache(tmp_path), device="cpu", chunk_size=2)
+    fail_second = False
     first = embed.embed_texts_cached(
-        SENTENCES[:3] + SENTENCES[:1], cache, device="cpu", chunk_size=2
+        texts, embed.EmbeddingCache(tmp_path), device="cpu", chunk_size=2
     )
-    assert encoded == [SENTENCES[:2], SENTENCES[2:3]]
+    assert encoded == [SENTENCES[:2], SENTENCES[2:3], SENTENCES[2:3]]
     np.testing.assert_array_equal(first[0], first[3])
 
-    reopened = embed.EmbeddingCache(tmp_path / "emb")
-    second = embed.embed_texts_cached(SENTENCES, reopened, device="cpu")
-    assert encoded[2:] == [SENTENCES[3:]]
-    np.testing.assert_array_equal(second[:3], first[:3])
-    plain = embed.embed_texts(SENTENCES, device="cpu")
-    np.testing.assert_allclose(second, plain, atol=1e-6)
+    again = embed.embed_texts_cached(
+        texts, embed.EmbeddingCache(tmp_path), device="cpu", chunk_size=2
+    )
+    assert len(encoded) == 3
+    np.testing.assert_array_equal(again, first)
+
+    cache = embed.EmbeddingCache(tmp_path)
+    other = embed.embed_texts_cached(SENTENCES, cache, device="cpu")
+    assert encoded[3:] == [SENTENCES]
+    np.testing.assert_array_equal(other, embed.embed_texts(SENTENCES, device="cpu"))
+    np.testing.assert_allclose(other[:3], first[:3], atol=1e-6)
+    embed.embed_texts_cached(SENTENCES, cache, device="cpu", batch_size=2)
+    assert encoded[5:] == [SENTENCES]  # another batch size is another computation
+
+    uninterrupted = embed.embed_texts_cached(
+        texts, embed.EmbeddingCache(tmp_path / "clean"), device="cpu", chunk_size=2
+    )
+    np.testing.assert_array_equal(uninterrupted, first)
 
 
 def test_user_history_is_recent_training_items_with_short_profiles():

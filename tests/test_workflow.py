@@ -33,8 +33,9 @@ def snakemake(*args, cwd=REPO, check=True):
     return done
 
 
-def in_work(work: Path, *args, config: Path | None = None, check=True):
-    """``snakemake`` on the working directory ``work`` with its config (or ``config``)."""
+def in_work(work: Path, *args, config: Path | None = None, checkout: Path = REPO, check=True):
+    """``snakemake`` on the working directory ``work`` with its config (or ``config``), running
+    the workflow of ``checkout``."""
     return snakemake(
         *args,
         "--configfile",
@@ -42,9 +43,26 @@ def in_work(work: Path, *args, config: Path | None = None, check=True):
         "--directory",
         str(work),
         "--snakefile",
-        str(REPO / "Snakefile"),
+        str(checkout / "Snakefile"),
         check=check,
     )
+
+
+def copy_checkout(to: Path) -> Path:
+    """The workflow's files copied as a fresh clone has them: same content, new file times."""
+    to.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copyfile(REPO / name, to / name)
+    shutil.copytree(
+        REPO / "workflow", to / "workflow", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return to
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
 
 
 def jobs_of(dry_run_output: str) -> set[tuple[str, str]]:
@@ -91,8 +109,13 @@ def test_dry_run_of_every_target(configfile, target, tmp_path):
 
 def test_bad_config_stops_before_any_work(tmp_path):
     """A real run (not a dry run, which writes nothing anyway) with a bad config value stops at
-    validation: no job starts, no download, nothing under results/ or resources/."""
-    for setting, message in [('build=["ml-10m"]', "'ml-10m' is not one of"), ("seed=-1", "seed")]:
+    validation with one sentence that names the key: no job starts, no download, nothing under
+    results/ or resources/, and no dump of the schema."""
+    for setting, message in [
+        ('build=["ml-10m"]', "config.build[0]: 'ml-10m' is not one of"),
+        ("seed=-1", "config.seed: -1 is less than the minimum of 0"),
+        ("bogus=1", "'bogus' was unexpected"),
+    ]:
         done = snakemake(
             "--cores",
             "1",
@@ -107,6 +130,7 @@ def test_bad_config_stops_before_any_work(tmp_path):
         )
         assert done.returncode != 0 and message in done.stdout + done.stderr
         assert "rule fetch_dataset" not in done.stdout + done.stderr
+        assert len((done.stdout + done.stderr).splitlines()) < 10, done.stderr
         assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
 
 
@@ -114,6 +138,9 @@ def _test_config(tmp_path: Path, **ml100k_filter) -> Path:
     cfg = yaml.safe_load((REPO / "configs" / "quick.yaml").read_text())
     cfg["datasets"]["ml-100k"]["path"] = str(REPO / "tests" / "fixtures" / "ml-100k")
     cfg["datasets"]["ml-100k"]["filter"].update(ml100k_filter)
+    # The packaged templates by absolute path, so that a copy of the checkout (copy_checkout)
+    # reads the very same template files.
+    cfg.setdefault("llm", {})["prompts"] = str(REPO / "workflow" / "llmrec" / "text" / "prompts")
     if os.environ.get("LLMREC_WHEEL_DIR"):  # a local copy of the LLM's wheel (.ci/run sets it)
         cfg.setdefault("llm", {})["wheel_dir"] = os.environ["LLMREC_WHEEL_DIR"]
     path = tmp_path / "config.yaml"
@@ -526,6 +553,86 @@ def test_editing_a_prompt_template_reruns_its_profiles_and_what_uses_them(
     }
     # LightGCN and SGE (raw item text), the data and the news study stay as they are.
     assert jobs_of(done.stdout) == expected
+
+
+@pytest.mark.slow
+def test_a_fresh_clone_finds_the_finished_run_up_to_date(pfr_built, popk_built, tmp_path):
+    """Every file of the checkout is newer than the results, as after a new clone: code digests,
+    not file times, decide."""
+    clone = copy_checkout(tmp_path / "clone")
+    done = in_work(pfr_built, "-n", *BUILT_TARGETS, checkout=clone)
+    assert jobs_of(done.stdout) == set(), done.stdout
+
+
+@pytest.mark.slow
+def test_editing_the_lightgcn_code_reruns_its_trainings_and_tables_only(
+    pfr_built, popk_built, tmp_path
+):
+    clone = copy_checkout(tmp_path / "clone")
+    edit(clone / "workflow/llmrec/models/lightgcn.py", "\nclass ", "\n_EDITED = True\n\n\nclass ")
+    done = in_work(pfr_built, "-n", *BUILT_TARGETS, checkout=clone)
+    expected = {
+        *{
+            ("train_pfr", f"dataset=ml-100k, model={m}, seed={s}")
+            for m in ("lightgcn", "sge", "pfr")
+            for s in (0, 1)
+        },
+        ("pfr_table", ""),
+        ("pfr_figure", ""),
+    }
+    # Neither the data, the text stage nor the news study runs LightGCN's code.
+    assert jobs_of(done.stdout) == expected
+
+
+@pytest.mark.slow
+def test_editing_the_ranking_metrics_reruns_what_evaluates_with_them(
+    pfr_built, popk_built, tmp_path
+):
+    clone = copy_checkout(tmp_path / "clone")
+    ranking = clone / "workflow/llmrec/evaluation/ranking.py"
+    # A comment or a docstring changes no result: nothing reruns.
+    edit(ranking, "\ndef ", "\n# A comment of no consequence.\n\n\ndef ")
+    assert jobs_of(in_work(pfr_built, "-n", *BUILT_TARGETS, checkout=clone).stdout) == set()
+    edit(ranking, "\ndef ", "\n_EDITED = True\n\n\ndef ")
+    done = in_work(pfr_built, "-n", *BUILT_TARGETS, checkout=clone)
+    trainings = {
+        ("train_pfr", f"dataset=ml-100k, model={m}, seed={s}")
+        for m in ("lightgcn", "sge", "pfr")
+        for s in (0, 1)
+    } | {
+        ("train_popk", f"dataset=synthetic-news, news_model={m}, popk={k}, seed={s}")
+        for m in ("nrms", "naml", "lstur")
+        for k in (0, 2)
+        for s in (0, 1)
+    }
+    tables = {(r, "") for r in ("pfr_table", "pfr_figure", "popk_table", "popk_figure")}
+    assert jobs_of(done.stdout) == trainings | tables
+
+
+@pytest.mark.slow
+def test_a_changed_file_in_a_local_source_folder_reruns_its_dataset(tmp_path):
+    folder = tmp_path / "manual" / "ml-100k"
+    shutil.copytree(FIXTURES / "ml-100k", folder)
+    cfg = yaml.safe_load(_test_config(tmp_path).read_text())
+    cfg["datasets"]["ml-100k"]["path"] = str(folder)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    target = "results/data/ml-100k/sequences.parquet"
+    in_work(tmp_path, "--cores", "2", target)
+    chain = {
+        ("fetch_dataset", "dataset=ml-100k"),
+        ("parse_dataset", "dataset=ml-100k"),
+        ("filter_interactions", "dataset=ml-100k"),
+        ("sequences", "dataset=ml-100k"),
+    }
+    ratings = folder / "u.data"
+    original = ratings.read_bytes()
+    lines = original.splitlines(keepends=True)
+    ratings.write_bytes(b"".join(lines[: len(lines) // 2]))
+    assert jobs_of(in_work(tmp_path, "-n", target).stdout) == chain
+    # The same bytes again, in a file newer than every result: nothing to do.
+    ratings.write_bytes(original)
+    assert jobs_of(in_work(tmp_path, "-n", target).stdout) == set()
 
 
 @pytest.mark.slow

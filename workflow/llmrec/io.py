@@ -37,6 +37,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def remove_leftovers(path: str | os.PathLike) -> None:
+    """Remove the temporaries that :func:`atomic_path` left beside ``path`` in a killed run."""
+    final = Path(path)
+    prefix = f".{final.name}."
+    for tmp in final.parent.glob(f"{prefix}*.tmp"):
+        if "." in tmp.name[len(prefix) : -len(".tmp")]:
+            continue  # another file's temporary (".a.zip.x.tmp" for "a"): mkstemp adds no dots
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
 def write_csv(path: str | os.PathLike, table: Any) -> None:
     """Write a DataFrame as CSV (6 significant digits, no index), atomically."""
     with atomic_path(path) as tmp:
@@ -52,6 +65,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def save_weights(path: str | os.PathLike, state: Any) -> None:
+    """``torch.save`` a state dict (or a checkpoint of them) atomically, the same bytes for the
+    same state: saved to a path, torch names the archive's records after the file, here a
+    random temporary; saved to an open file, it names them ``archive``."""
+    import torch  # the data stage's environment has no torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -14,29 +14,37 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .rules import rule_function
+from .rules import CODE_PARAM, rule_function
 
 
 def _named(namedlist: Any) -> dict:
     return {name: value for name, value in namedlist.items()}
 
 
+class _Brief(logging.Formatter):
+    """A record without its traceback: the terminal gets one line, the log file the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        brief = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return super().format(brief)
+
+
 def call(smk: Any, func: Callable) -> Any:
-    """Run ``func`` with the rule's named inputs, outputs and params; log to the rule's log."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    """Run ``func`` with the rule's named inputs, outputs and params; log to the rule's log.
+
+    A failure is logged once: its message on stderr, its traceback in the rule's log file.
+    """
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    terminal = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [terminal]
     if smk.log:
+        terminal.setFormatter(_Brief(fmt))
         handlers.append(logging.FileHandler(str(smk.log[0]), mode="w"))
-    logging.basicConfig(
-        level=logging.INFO,
-        handlers=handlers,
-        force=True,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    kwargs: dict[str, Any] = {
-        "input": _named(smk.input),
-        "output": _named(smk.output),
-        **_named(smk.params),
-    }
+    # basicConfig gives ``fmt`` to the handlers that have no formatter yet.
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True, format=fmt)
+    params = _named(smk.params)
+    params.pop(CODE_PARAM, None)  # what reruns the job when its code changes, not an argument
+    kwargs: dict[str, Any] = {"input": _named(smk.input), "output": _named(smk.output), **params}
     accepted = inspect.signature(func).parameters
     kwargs.update({k: v for k, v in _named(smk.wildcards).items() if k in accepted})
     if "threads" in accepted:
@@ -49,11 +57,21 @@ def call(smk: Any, func: Callable) -> Any:
         kwargs["mem_mb"] = getattr(smk.resources, "mem_mb", None)
     try:
         return func(**kwargs)
-    except Exception:
-        logging.getLogger(func.__module__).exception("%s failed", func.__name__)
+    except Exception as error:
+        where = f" (traceback in {smk.log[0]})" if smk.log else ""
+        logging.getLogger(func.__module__).exception(
+            "%s failed: %s: %s%s", func.__name__, type(error).__name__, error, where
+        )
         raise
 
 
 def run_rule(smk: Any) -> Any:
-    """Run the function of the rule ``smk`` belongs to (``smk.rule``, see :mod:`llmrec.rules`)."""
-    return call(smk, rule_function(smk.rule))
+    """Run the function of the rule ``smk`` belongs to (``smk.rule``, see :mod:`llmrec.rules`).
+
+    A failure ends the script with exit status 1 once it is logged, so that the error is not
+    printed a second time as the script's uncaught traceback.
+    """
+    try:
+        return call(smk, rule_function(smk.rule))
+    except Exception:
+        raise SystemExit(1) from None

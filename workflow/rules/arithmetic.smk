@@ -23,6 +23,7 @@ rule p5_index:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("p5_index"),
         method=config["arithmetic"]["indexing"],
         seed=config["seed"],
     script:
@@ -43,6 +44,7 @@ rule p5_tokenizer:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("p5_tokenizer"),
         vocab_size=config["arithmetic"]["tokenizer"]["vocab_size"],
         prompts=config["arithmetic"]["prompts"],
         arithmetic=config["arithmetic"]["task"],
@@ -64,6 +66,7 @@ rule p5_init:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("p5_init"),
         model=config["arithmetic"]["model"],
     script:
         "../scripts/run.py"
@@ -88,6 +91,7 @@ rule p5_arithmetic:
         mem_mb=4000,
         runtime=120,
     params:
+        code=code_sha256("p5_arithmetic"),
         model=config["arithmetic"]["model"],
         arithmetic=config["arithmetic"]["task"],
         device=config["arithmetic"]["device"],
@@ -117,6 +121,7 @@ rule train_p5:
         mem_mb=4000,
         runtime=240,
     params:
+        code=code_sha256("train_p5"),
         method=lambda wildcards: wildcards.trained,
         model=config["arithmetic"]["model"],
         prompts=config["arithmetic"]["prompts"],
@@ -141,6 +146,7 @@ rule p5_task_vector:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("p5_task_vector"),
         coefficient=config["arithmetic"]["task_vector"]["coefficient"],
     script:
         "../scripts/run.py"
@@ -166,6 +172,7 @@ rule evaluate_p5:
         mem_mb=4000,
         runtime=120,
     params:
+        code=code_sha256("evaluate_p5"),
         method=lambda wildcards: wildcards.p5_method,
         model=config["arithmetic"]["model"],
         prompts=config["arithmetic"]["prompts"],
@@ -193,6 +200,7 @@ rule train_sasrec:
         mem_mb=4000,
         runtime=120,
     params:
+        code=code_sha256("train_sasrec"),
         sasrec=config["arithmetic"]["sasrec"],
         ks=config["arithmetic"]["evaluation"]["ks"],
         device=config["arithmetic"]["device"],
@@ -219,6 +227,7 @@ rule arithmetic_table:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("arithmetic_table"),
         ks=config["arithmetic"]["evaluation"]["ks"],
         settings=config["arithmetic"]["evaluation"]["settings"],
         synthetic=SYNTHETIC,
@@ -244,6 +253,8 @@ rule arithmetic_embeddings:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code_sha256("arithmetic_embeddings"),
     script:
         "../scripts/run.py"
 
@@ -270,6 +281,7 @@ rule arithmetic_cooccurrence:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("arithmetic_cooccurrence"),
         datasets=config["arithmetic"]["datasets"],
         indexing=config["arithmetic"]["indexing"],
         seed=config["seed"],

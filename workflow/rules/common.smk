@@ -1,4 +1,4 @@
-# Input functions and config slices. Each rule gets only the part of the config it depends on,
+# The config's validation, input functions and config slices. Each rule gets only the part of the config it depends on,
 # as params, so that changing one dataset's settings reruns only that dataset's jobs.
 import os
 import sys
@@ -7,7 +7,14 @@ import sys
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 PACKAGED_PROMPTS = Path(workflow.basedir) / "workflow" / "llmrec" / "text" / "prompts"
 
+from llmrec.config import validate_config
+
+# Checked, defaults filled, before anything else reads the config.
+validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+
 from llmrec.data.registry import get_spec
+from llmrec.provenance import folder_digests
+from llmrec.rules import code_sha256
 
 DATASETS = sorted(
     set(config["build"])
@@ -57,6 +64,16 @@ def fetch_options(wildcards):
     cfg = dataset_config(wildcards)
     keys = ("source", "path", "base_url", "wheel_dir", "generator")
     return {k: cfg[k] for k in keys if k in cfg}
+
+
+def local_files(wildcards):
+    """Digests of the files in a local source folder, so that a changed file reruns the
+    dataset; cached by size and time in .snakemake/ (hashing gigabytes at every plan is slow)."""
+    cfg = dataset_config(wildcards)
+    if cfg.get("source") != "local":
+        return {}
+    folder = cfg.get("path") or f"resources/manual/{wildcards.dataset}"
+    return folder_digests(folder, cache=".snakemake/llmrec/local_files.json")
 
 
 def parse_options(wildcards):

@@ -28,7 +28,9 @@ rule fetch_dataset:
         mem_mb=2000,
         runtime=120,
     params:
+        code=code_sha256("fetch_dataset"),
         options=fetch_options,
+        local_files=local_files,
     script:
         "../scripts/run.py"
 
@@ -52,6 +54,7 @@ rule parse_dataset:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code_sha256("parse_dataset"),
         options=parse_options,
     script:
         "../scripts/run.py"
@@ -77,6 +80,7 @@ rule filter_interactions:
         mem_mb=4000,
         runtime=30,
     params:
+        code=code_sha256("filter_interactions"),
         filter=filter_options,
     script:
         "../scripts/run.py"
@@ -98,6 +102,7 @@ rule split:
         mem_mb=4000,
         runtime=30,
     params:
+        code=code_sha256("split"),
         seed=split_seed,
         ratios=split_ratios,
     script:
@@ -120,6 +125,8 @@ rule graph:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        code=code_sha256("graph"),
     script:
         "../scripts/run.py"
 
@@ -139,6 +146,8 @@ rule sequences:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        code=code_sha256("sequences"),
     script:
         "../scripts/run.py"
 
@@ -155,6 +164,8 @@ rule item_text:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code_sha256("item_text"),
     script:
         "../scripts/run.py"
 
@@ -171,6 +182,8 @@ rule dataset_statistics:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code_sha256("dataset_statistics"),
     script:
         "../scripts/run.py"
 
@@ -192,6 +205,7 @@ rule dataset_table:
         mem_mb=1000,
         runtime=5,
     params:
+        code=code_sha256("dataset_table"),
         provenance=provenance(datasets=DATASETS),
     script:
         "../scripts/run.py"

@@ -25,6 +25,7 @@ rule train_pfr:
         mem_mb=4000,
         runtime=120,
     params:
+        code=code_sha256("train_pfr"),
         backbone=config["pfr"]["backbone"],
         alignment=pfr_alignment,
         ks=config["pfr"]["ks"],
@@ -52,6 +53,7 @@ rule pfr_table:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("pfr_table"),
         provenance=provenance("pfr", "llm", "embedder", datasets=config["pfr"]["datasets"]),
         ks=config["pfr"]["ks"],
         synthetic=SYNTHETIC,
@@ -75,5 +77,7 @@ rule pfr_figure:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_sha256("pfr_figure"),
     script:
         "../scripts/run.py"

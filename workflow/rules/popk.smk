@@ -26,6 +26,7 @@ rule train_popk:
         mem_mb=4000,
         runtime=120,
     params:
+        code=code_sha256("train_popk"),
         model=lambda wildcards: wildcards.news_model,
         settings=popk_model_settings,
         word_init=config["popk"]["word_init"],
@@ -56,6 +57,7 @@ rule popk_table:
         mem_mb=2000,
         runtime=10,
     params:
+        code=code_sha256("popk_table"),
         provenance=provenance("popk", "embedder", datasets=config["popk"]["datasets"]),
         synthetic=SYNTHETIC,
     script:
@@ -78,5 +80,7 @@ rule popk_figure:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_sha256("popk_figure"),
     script:
         "../scripts/run.py"

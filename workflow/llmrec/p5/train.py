@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from llmrec.io import atomic_path
+from llmrec.io import save_weights
 from llmrec.p5.model import P5, collate
 
 log = logging.getLogger(__name__)
@@ -127,21 +127,20 @@ def train_seq2seq(
         )
 
     def save(epoch: int, batch: int) -> None:
-        with atomic_path(path) as tmp:
-            torch.save(
-                {
-                    "fingerprint": fingerprint,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "torch_rng": torch.get_rng_state(),
-                    "epoch": epoch,
-                    "batch": batch,
-                    "history": history,
-                    "losses": losses,
-                },
-                tmp,
-            )
+        save_weights(
+            path,
+            {
+                "fingerprint": fingerprint,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch,
+                "batch": batch,
+                "history": history,
+                "losses": losses,
+            },
+        )
 
     bar = tqdm(
         total=total,

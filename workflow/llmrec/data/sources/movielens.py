@@ -22,7 +22,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..readers import read_delimited
+from ..readers import open_text, read_delimited
 
 ML100K_GENRES = (
     "unknown",
@@ -188,7 +188,7 @@ def _load_1m_grouplens(con: duckdb.DuckDBPyConnection, folder: Path, skip: bool)
 
 def _atomic_columns(path: Path) -> dict[str, str]:
     """Map a RecBole header ``user_id:token\\titem_id:token...`` to duckdb columns."""
-    with open(path, encoding="utf-8") as fh:
+    with open_text(path) as fh:
         header = fh.readline().rstrip("\r\n").split("\t")
     types = {"token": "VARCHAR", "token_seq": "VARCHAR", "float": "VARCHAR", "float_seq": "VARCHAR"}
     columns = {}

@@ -18,6 +18,8 @@ Decisions:
   as null. So each file is read by duckdb first, and read again line by line with
   :func:`iter_records` only if duckdb fails or finds a row that the line-by-line check would
   reject: that pass raises with the file and line, or skips such lines with ``skip_malformed``.
+  duckdb's JSON reader also refuses a file that starts with a byte-order mark, which the line by
+  line pass reads.
 """
 
 from __future__ import annotations
