@@ -7,6 +7,10 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config.yaml"
 
 
+# The landing page of `snakemake --report`: the studies, the configuration, the docs.
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/text.smk"

@@ -281,6 +281,29 @@ def test_training_finds_planted_clusters():
     assert history[0]["loss"] > history[-1]["loss"]
 
 
+@pytest.mark.parametrize("progress", [False, True])
+def test_training_logs_epochs_and_the_batches_within_an_epoch(monkeypatch, caplog, progress):
+    """Every epoch and batch counts as long with a 0 s interval: the log gets batches done
+    within each epoch, then epochs done with the last validation, bar or no bar."""
+    from llmrec import progress as progress_module
+
+    monkeypatch.setattr(progress_module, "INTERVAL_S", 0.0)
+    caplog.set_level("INFO")
+    data = planted()
+    fit(data, epochs=2, eval_every=1, progress=progress)
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmrec.progress"]
+    n_batches = -(-data["train"].nnz // 64)
+    heads = [line.split(" in ")[0] for line in lines]
+    assert heads[: n_batches + 1] == [
+        *(
+            f"epoch 1: {b}/{n_batches} batches ({100 * b / n_batches:.0f}%)"
+            for b in range(1, n_batches + 1)
+        ),
+        "LightGCN: 1/2 epochs (50%)",
+    ]
+    assert heads[-1] == "LightGCN: 2/2 epochs (100%)" and "recall@6" in lines[-1]
+
+
 def test_early_stopping_keeps_the_best_state(monkeypatch):
     scripted = iter([0.1, 0.2, 0.3, 0.3, 0.25, 0.29, 0.9, 0.9])
     states = []

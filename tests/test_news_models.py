@@ -301,3 +301,41 @@ def test_build_model_defaults_and_errors():
         make_model("nrms", npratio=4)
     with pytest.raises(ValueError, match="news_encoder must be one of"):
         make_model("nrms", news_encoder="bert")
+
+
+def test_training_logs_the_batches_of_each_epoch(monkeypatch, caplog):
+    """Six impressions with one click each, batches of 4: each epoch's batches done reach the
+    log (a line at every batch with a 0 s interval), bar or no bar alike."""
+    import numpy as np
+
+    from llmrec import progress
+    from llmrec.news.data import NewsFeatures
+    from llmrec.news.sampling import Impressions
+    from llmrec.news.train import train_news_model
+
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)
+    caplog.set_level("INFO")
+    g = torch.Generator().manual_seed(0)
+    features = NewsFeatures(
+        title=tokens(N, 6, g).numpy(),
+        abstract=tokens(N, 7, g).numpy(),
+        category=np.arange(N) % CATEGORIES,
+        subcategory=np.arange(N) % SUBCATEGORIES,
+        vocab=["<pad>", "<unk>"] + [f"w{i}" for i in range(2, VOCAB)],
+        categories=[f"c{i}" for i in range(CATEGORIES)],
+    )
+    n = 6  # impressions of 5 candidates, the first clicked; histories of 2 articles
+    imps = Impressions(
+        ids=np.arange(n),
+        users=np.arange(n) % USERS,
+        times=np.arange(n),
+        offsets=np.arange(0, 5 * n + 1, 5),
+        candidates=np.array([(i + j) % N for i in range(n) for j in range(5)]),
+        labels=np.tile(np.array([1, 0, 0, 0, 0], dtype=np.int8), n),
+        h_offsets=np.arange(0, 2 * n + 1, 2),
+        history=np.arange(2 * n) % N,
+    )
+    model = make_model("nrms")
+    train_news_model(model, features, imps, imps.users, k=2, epochs=2, batch_size=4)
+    heads = [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "llmrec.progress"]
+    assert heads == [f"epoch {e}/2: {b}/2 batches ({50 * b}%)" for e in (1, 2) for b in (1, 2)]

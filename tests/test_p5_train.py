@@ -52,6 +52,19 @@ def test_training_lowers_the_loss(tokenizer):
     assert history[-1]["loss"] < 0.7 * history[0]["loss"]
 
 
+def test_training_logs_steps_of_the_whole_run_with_the_epoch(tokenizer, monkeypatch, caplog):
+    from llmrec import progress
+
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)  # a line at every step
+    caplog.set_level("INFO")
+    train_seq2seq(tiny(tokenizer), tokenizer, examples, epochs=2, batch_size=20, lr=1e-2)
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmrec.progress"]
+    assert [line.split(" in ")[0] for line in lines] == [
+        f"train: {step}/4 steps ({25 * step}%)" for step in (1, 2, 3, 4)
+    ]
+    assert lines[0].endswith("epoch 1/2") and lines[2].endswith("epoch 2/2")
+
+
 def test_a_killed_run_resumes_to_the_same_weights(tokenizer, tmp_path, monkeypatch):
     options = dict(
         epochs=3, batch_size=8, lr=1e-2, checkpoint_every=2, fingerprint="a", progress=False

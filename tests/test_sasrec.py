@@ -172,6 +172,23 @@ def test_training_learns_the_successor_pattern():
     assert test["hit@5"] >= 0.9
 
 
+def test_training_logs_batches_within_an_epoch_and_epochs(monkeypatch, caplog):
+    from llmrec import progress
+
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)  # every epoch and batch counts as long
+    caplog.set_level("INFO")
+    train(successor_sequences(32, 30, seed=1), epochs=2)  # 32 users, batches of 16
+    heads = [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "llmrec.progress"]
+    assert heads == [
+        "epoch 1: 1/2 batches (50%)",
+        "epoch 1: 2/2 batches (100%)",
+        "SASRec: 1/2 epochs (50%)",
+        "epoch 2: 1/2 batches (50%)",
+        "epoch 2: 2/2 batches (100%)",
+        "SASRec: 2/2 epochs (100%)",
+    ]
+
+
 def test_same_seed_same_model_and_metrics():
     sequences = successor_sequences(32, 30, seed=1)
     _, state_a, history_a = train(sequences, epochs=2)

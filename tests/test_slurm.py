@@ -199,6 +199,9 @@ def test_the_slurm_profile_runs_jobs_under_slurm_with_local_outputs(slurm, tmp_p
     common = [target, "--configfile", str(config), "--snakefile", str(REPO / "Snakefile")]
     done = _run(["--cores", "2", *common, "--directory", str(local)], REPO, env, 120)
     assert done.returncode == 0, done.stdout[-4000:]
+    # As docs/cluster.md says: the cluster's names in the environment (an empty account: the
+    # plugin's guess), started from elsewhere with the run folder as --directory.
+    cluster_env = env | {"LLMREC_SLURM_ACCOUNT": "", "LLMREC_CPU_PARTITION": "test"}
     done = _run(
         [
             "--profile",
@@ -209,27 +212,25 @@ def test_the_slurm_profile_runs_jobs_under_slurm_with_local_outputs(slurm, tmp_p
             "--slurm-init-seconds-before-status-checks",
             "2",
             "--slurm-keep-successful-logs",
-            "--default-resources",
-            "slurm_partition=test",
-            "runtime=10",
-            "mem_mb=1000",
         ],
-        cluster,
-        env,
+        tmp_path,
+        cluster_env,
         150,
-    )  # run from there: the plugin's log folder is relative to it
+    )
     assert done.returncode == 0, done.stdout[-4000:]
     # Slurm ran them: slurmctld's job completion log lists one completed job per job log the
-    # plugin wrote (results/logs/slurm/rule_<rule>/<wildcards>/<slurm job id>.log).
+    # plugin wrote in the run folder (.snakemake/slurm_logs/rule_<rule>/<wildcards>/<job id>.log).
     completed = [line for line in (base / "jobcomp.log").read_text().splitlines() if line]
-    logs = list((cluster / "results" / "logs" / "slurm").rglob("*.log"))
+    slurm_logs = cluster / ".snakemake" / "slurm_logs"
+    logs = list(slurm_logs.rglob("*.log"))
     job_ids = {int(p.stem) for p in logs}
     assert len(completed) == len(job_ids) >= 3
     assert all("JobState=COMPLETED" in line for line in completed)
     assert {int(line.split()[0].removeprefix("JobId=")) for line in completed} == job_ids
     # Parsing and filtering went to Slurm; the downloads, statistics and the table are
     # localrules (compute nodes often have no internet; seconds of work need no job).
-    rules = {p.relative_to(cluster / "results" / "logs" / "slurm").parts[0] for p in logs}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster", "config.yaml", "local"]
+    rules = {p.relative_to(slurm_logs).parts[0] for p in logs}
     assert rules == {"rule_parse_dataset", "rule_filter_interactions"}
     # The same data as the local run (the table's provenance columns aside).
     import pyarrow.parquet as pq

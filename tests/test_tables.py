@@ -14,7 +14,17 @@ from scipy import stats
 from llmrec.studies.arithmetic_report import arithmetic_table
 from llmrec.studies.pfr import pfr_table
 from llmrec.studies.popk import popk_table
-from llmrec.studies.tables import cell, mean_over_seeds, mean_std, read_runs, run_keys
+from llmrec.studies.tables import (
+    cell,
+    dataset_table_html,
+    frame_html,
+    mean_over_seeds,
+    mean_std,
+    metric_label,
+    number,
+    read_runs,
+    run_keys,
+)
 
 PROVENANCE = ["git_commit", "config_sha256"]
 
@@ -37,7 +47,41 @@ def inputs(runs: list[tuple[str, str]], units: str) -> dict[str, list[str]]:
 
 
 def outputs(tmp_path: Path) -> dict[str, str]:
-    return {"table": str(tmp_path / "t.csv"), "markdown": str(tmp_path / "t.md")}
+    return {
+        "table": str(tmp_path / "t.csv"),
+        "markdown": str(tmp_path / "t.md"),
+        "html": str(tmp_path / "t.html"),
+    }
+
+
+def html_rows(path: Path) -> list[list[str]]:
+    """The text of each row's cells of the HTML table at ``path`` (header first), as a browser
+    reads it: a cell's note follows its value after a space."""
+    from html.parser import HTMLParser
+
+    class Rows(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.rows, self.cell = [], None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "tr":
+                self.rows.append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th"):
+                self.rows[-1].append(" ".join(self.cell))
+                self.cell = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    parser = Rows()
+    parser.feed(path.read_text())
+    return parser.rows
 
 
 def p_text(p: float) -> str:
@@ -61,6 +105,61 @@ def test_cell_writes_the_change_and_p_it_is_given():
     assert cell(0.12344, 0.00561, p=0.0234) == "0.1234 ± 0.0056 (p=0.023)"
     assert cell(0.5, 0.0, change=12.34, p=3.6e-06) == "0.5000 ± 0.0000 (+12.3%, p=3.6e-06)"
     assert cell(0.5, 0.0, change=-5.0, p=float("nan")) == "0.5000 ± 0.0000 (-5.0%)"
+    # A change against a baseline mean of 0 is NaN: left out, not "+nan%".
+    assert cell(0.5, 0.0, change=float("nan"), p=0.5) == "0.5000 ± 0.0000 (p=0.5)"
+
+
+def test_metric_labels_are_for_a_reader():
+    assert metric_label("ndcg@10") == "nDCG@10"
+    assert metric_label("recall@20") == "Recall@20"
+    assert metric_label("ild_category") == "ILD (category)"
+    assert metric_label("something_new") == "something_new"
+
+
+def test_number_formats_a_plain_tables_values():
+    assert [number(v) for v in (3, 12345, 0.712500, 1234.56, 3.6e-06, float("nan"), "ml-100k")] == [
+        "3",
+        "12,345",
+        "0.7125",
+        "1,235",
+        "3.6e-06",
+        "",
+        "ml-100k",
+    ]
+    assert number(np.int64(7)) == "7" and number(True) == "True"
+
+
+def test_frame_html_shows_every_value_escaped_with_the_provenance_below(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "dataset": ["ml-100k", "<b>news</b>"],
+            "users": [943, 50],
+            "density": [0.063047, np.nan],
+            "git_commit": ["abc123", "abc123"],
+            "config_sha256": ["f00d", "f00d"],
+        }
+    )
+    page = frame_html(frame, "Datasets", note="Sizes & more.")
+    path = tmp_path / "d.html"
+    path.write_text(page)
+    assert html_rows(path) == [
+        ["dataset", "users", "density"],  # provenance is not a column
+        ["ml-100k", "943", "0.06305"],
+        ["<b>news</b>", "50", ""],
+    ]
+    assert "&lt;b&gt;news&lt;/b&gt;" in page and "Sizes &amp; more." in page
+    assert "git commit abc123" in page and "config sha256 f00d" in page
+    assert page.startswith("<!DOCTYPE html>") and "<title>Datasets</title>" in page
+
+
+def test_dataset_table_html_renders_the_data_stages_csv(tmp_path):
+    table = tmp_path / "datasets.csv"
+    pd.DataFrame(
+        {"dataset": ["ml-100k"], "users": [943], "items": [1682], "interactions": [100000]}
+    ).to_csv(table, index=False)
+    out = tmp_path / "datasets.html"
+    dataset_table_html({"table": str(table)}, {"html": str(out)})
+    assert html_rows(out)[1] == ["ml-100k", "943", "1,682", "100,000"]
 
 
 def _units(values, key="user_id"):
@@ -157,6 +256,20 @@ def test_pfr_table(tmp_path):
         "reciprocal rank of the first hit within the top k. Full ranking "
         "over all items, training and validation items masked.",
     ]
+    # The report's HTML: every metric, its tests under its value, the baseline's row shaded.
+    rows = html_rows(tmp_path / "t.html")
+    assert rows[0] == ["dataset", "model", "seeds"] + [metric_label(m) for m in PFR_METRICS]
+    assert rows[0][3:] == ["Recall@1", "nDCG@1", "MRR@1", "Hit@1", "Precision@1"]
+    tests = {
+        m: f"{p_text(expected[m][2])}, Wilcoxon p={expected[m][3]:.2g}" for m in ("sge", "pfr")
+    }
+    assert rows[1:] == [
+        ["toy (synthetic)", "lightgcn", "2"] + ["0.2500 ± 0.0000"] * 5,
+        ["toy (synthetic)", "sge", "1"] + [f"0.5000 ± 0.0000 {tests['sge']}"] * 5,
+        ["toy (synthetic)", "pfr", "2"] + [f"0.8750 ± 0.1768 {tests['pfr']}"] * 5,
+    ]
+    page = (tmp_path / "t.html").read_text()
+    assert page.count('<tr class="baseline">') == 1 and "paired t-test against LightGCN" in page
 
 
 POPK_UNIT_METRICS = [
@@ -252,6 +365,22 @@ def test_popk_table(tmp_path):
     assert lines[4] == "" and lines[5].startswith(
         "Mean ± std over seeds on the dev impressions; in brackets the change against popk = 0"
     )
+    # The HTML has every metric the CSV has (Gini too), and the seeds.
+    rows = html_rows(tmp_path / "t.html")
+    assert rows[0] == ["dataset", "model", "popk", "seeds"] + [
+        metric_label(m) for m in POPK_METRICS
+    ]
+    tested = f"0.6500 ± 0.0707 +30.0%, {p_text(p)}"
+    assert rows[2] == ["news", "nrms", "2", "2"] + [tested] * 6 + [
+        f"0.6500 ± 0.0707 +30.0%, {p_text(p)}",  # avg_popularity
+        "0.6500 ± 0.0707",  # tail_share: popk 0's mean is 0, as in the markdown
+        tested,  # novelty
+        "0.6500 ± 0.0707 +30.0%",  # coverage: no test
+        "0.2000 ± 0.0000 -50.0%",  # gini
+    ]
+    assert rows[1][4:] == ["0.5000 ± 0.0000"] * 7 + ["0.0000 ± 0.0000"] + [
+        "0.5000 ± 0.0000"
+    ] * 2 + ["0.4000 ± 0.0000"]
 
 
 def test_arithmetic_table(tmp_path):
@@ -325,9 +454,18 @@ def test_arithmetic_table(tmp_path):
         + " |",
         "| toy | unseen | P5 | 2 | " + " | ".join(["0.0000 ± 0.0000"] * 2) + " |",
         "| toy | unseen | SASRec | 2 | "
-        + " | ".join([f"0.5000 ± 0.0000 (+nan%, {p_text(p_unseen)})"] * 2)
+        + " | ".join([f"0.5000 ± 0.0000 ({p_text(p_unseen)})"] * 2)
         + " |",
     ]
     assert lines[7] == "" and lines[8].startswith(
         "Mean ± std over seeds of the leave-one-out test item's hit rate and NDCG at k"
     )
+    rows = html_rows(tmp_path / "t.html")
+    assert rows[0] == ["dataset", "prompts", "method", "seeds", "Hit@1", "nDCG@1"]
+    assert (
+        rows[2]
+        == ["toy", "seen", "pre-conditioning", "2"]
+        + [f"0.5625 ± 0.0884 +125.0%, {p_text(p_pre)}"] * 2
+    )
+    assert rows[5] == ["toy", "unseen", "SASRec", "2"] + [f"0.5000 ± 0.0000 {p_text(p_unseen)}"] * 2
+    assert (tmp_path / "t.html").read_text().count('<tr class="baseline">') == 2  # P5, per setting

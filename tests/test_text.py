@@ -151,6 +151,99 @@ def test_roomy_layer_writes_into_its_room_and_selects_rows():
     assert torch.equal(rows.values[3], v0[0])
 
 
+# --- progress of a generation step, on a tiny made-up model --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_llm(tmp_path_factory) -> Path:
+    """A two-layer Llama with random weights and a character tokenizer with a chat template, in
+    Hugging Face layout: what ``item_profiles`` loads, in a second and without the wheel."""
+    import string
+
+    import torch
+    from tokenizers import Tokenizer
+    from tokenizers.models import BPE
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-llm")
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2}
+    vocab.update({c: i + 3 for i, c in enumerate(sorted(set(string.printable)))})
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(BPE(vocab=vocab, merges=[], unk_token="<unk>")),
+        pad_token="<pad>",
+        eos_token="<eos>",
+        unk_token="<unk>",
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    tokenizer.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=0,
+        eos_token_id=1,
+        bos_token_id=None,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("bar", [False, True])
+def test_a_generation_step_logs_one_progress_series_whether_or_not_the_bar_shows(
+    tiny_llm, tmp_path, monkeypatch, caplog, bar
+):
+    """item_profiles over 5 items, asked in cache chunks of 2 and batches of 2: the log gets
+    done/total lines of the whole step (not one series per chunk), the same with the bar off."""
+    import functools
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from llmrec import progress
+    from llmrec.text import steps
+
+    monkeypatch.setattr(progress, "INTERVAL_S", 0.0)  # a line at every update
+    monkeypatch.setattr(
+        steps, "generate_cached", functools.partial(steps.generate_cached, chunk_size=2)
+    )
+    caplog.set_level("INFO")
+    text = tmp_path / "item_text.parquet"
+    pq.write_table(
+        pa.table(
+            {"item_id": pa.array(range(5), pa.int32()), "text": [f"film {i}" for i in range(5)]}
+        ),
+        text,
+    )
+    llm = {"model": "smollm2", "device": "cpu", "dtype": "float32", "batch_size": 2}
+    run = functools.partial(
+        steps.item_profiles,
+        {"model": str(tiny_llm), "text": str(text)},
+        {"table": str(tmp_path / "profiles" / "items.parquet")},
+        llm={**llm, "max_new_tokens": 3},
+        progress=bar,
+    )
+    run()
+    lines = [r.getMessage() for r in caplog.records if r.name == "llmrec.progress"]
+    assert [line.split(" in ")[0] for line in lines] == [
+        "generate: 2/5 prompts (40%)",
+        "generate: 4/5 prompts (80%)",
+        "generate: 5/5 prompts (100%)",
+    ]
+    assert all("prompts/s" in line for line in lines) and "ETA" in lines[0]
+
+    caplog.clear()
+    run()  # every answer is cached: nothing to count
+    assert not [r for r in caplog.records if r.name == "llmrec.progress"]
+
+
 # --- the generation cache ------------------------------------------------------------------------
 
 
@@ -393,3 +486,61 @@ def test_user_history_is_recent_training_items_with_short_profiles():
     assert lines[0] == f"- C: likes c\n- B: {short}"  # the two latest, oldest first
     assert lines[1] == "(no items)"
     assert lines[2] == f"- B: {short}"
+
+
+# --- CPU threads of the text rules (llmrec.device) ------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_passive_openmp_is_set_before_torch_loads_and_a_users_choice_wins(preset):
+    """The wait policy must be in the environment when torch loads libgomp; a policy the user
+    set stays. A fresh process, since this one has imported torch already."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; from llmrec.device import passive_openmp; "
+        "assert 'torch' not in sys.modules; ok = passive_openmp(); import torch; "
+        "print(ok, os.environ['OMP_WAIT_POLICY'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert done.stdout.split() == ["True", preset or "PASSIVE"]
+
+
+def test_the_text_rules_load_torch_only_when_they_set_its_threads():
+    """So cpu_threads, their first use of torch, sets the wait policy in time (the adapter
+    imports a rule's module before it calls the rule's function)."""
+    import subprocess
+    import sys
+
+    code = "import sys, llmrec.text.steps; print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_passive_openmp_says_when_it_comes_too_late(monkeypatch):
+    import torch  # noqa: F401  (loaded: libgomp has read its environment)
+
+    from llmrec.device import passive_openmp
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert passive_openmp() is False
+    assert "OMP_WAIT_POLICY" not in os.environ
+
+
+def test_cpu_threads_are_at_most_the_cores_the_process_may_use(monkeypatch):
+    import torch
+
+    from llmrec import device
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {3})
+    try:
+        assert device.cpu_threads(2) == 1 and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -404,8 +404,8 @@ def test_benchmarks_table_gathers_the_runs_jobs(pfr_built, popk_built):
     assert ("benchmarks_table", "") in ran and not any(r == "train_pfr" for r, _ in ran)
     table = pd.read_csv(pfr_built / "results" / "tables" / "benchmarks.csv")
     jobs = set(zip(table["rule"], table["job"]))
-    assert ("pfr/ml-100k", "pfr/seed1") in jobs
-    assert ("popk/synthetic-news", "lstur/popk2/seed0") in jobs
+    assert ("train_pfr", "dataset=ml-100k, model=pfr, seed=1") in jobs
+    assert ("train_popk", "dataset=synthetic-news, news_model=lstur, popk=2, seed=0") in jobs
     assert (table["seconds"] > 0).all() and (table["max_rss_mb"] > 0).all()
     assert (pfr_built / "results" / "figures" / "benchmarks.png").is_file()
 
@@ -451,12 +451,22 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_b
         text=True,
         timeout=120,
     ).stdout
+    tables = "results/tables/"
     expected = {
-        "Datasets": ["results/tables/datasets.csv"],
-        "PFR": ["results/tables/pfr.csv", "results/figures/pfr.png"],
-        "POPK": ["results/tables/popk.csv", "results/figures/popk_diversity.png"],
-        "Arithmetic (P5)": ARITHMETIC_TARGETS,
-        "Benchmarks": ["results/tables/benchmarks.csv", "results/figures/benchmarks.png"],
+        "Datasets": [f"{tables}datasets.csv", f"{tables}datasets.html"],
+        "PFR": [f"{tables}pfr.csv", f"{tables}pfr.html", "results/figures/pfr.png"],
+        "POPK": [f"{tables}popk.csv", f"{tables}popk.html", "results/figures/popk_diversity.png"],
+        "Arithmetic (P5)": [
+            *ARITHMETIC_TARGETS,
+            f"{tables}arithmetic.html",
+            f"{tables}arithmetic_embeddings.html",
+            f"{tables}arithmetic_cooccurrence.html",
+        ],
+        "Benchmarks": [
+            f"{tables}benchmarks.csv",
+            f"{tables}benchmarks.html",
+            "results/figures/benchmarks.png",
+        ],
     }
     for category in expected:
         assert category in dom, category  # rendered by the browser
@@ -475,9 +485,8 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_b
     } == {c: sorted(f) for c, f in expected.items()}
     for path in (f for files in expected.values() for f in files):
         assert len(results[path]["caption"]) > 50, path  # a caption that says something
-        assert results[path]["mime_type"] == (
-            "image/png" if path.endswith(".png") else "text/csv"
-        ), path
+        mime = {".png": "image/png", ".csv": "text/csv", ".html": "text/html"}
+        assert results[path]["mime_type"] == mime[Path(path).suffix], path
     shot = tmp_path / "report.png"
     subprocess.run(
         [browser, *flags, "--window-size=1400,1000", f"--screenshot={shot}", report.as_uri()],

@@ -13,7 +13,10 @@ from snakemake.utils import validate
 def error_sentence(error: jsonschema.ValidationError) -> str:
     """One sentence: where in the config, and what is wrong there."""
     where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-    return f"config{where}: {error.message} (see workflow/schemas/config.schema.yaml)"
+    hint = ""
+    if "'ml-100k'" in error.message and "is not one of" in error.message:
+        hint = "; a dataset of your own is named csv-<name> (docs/datasets.md)"
+    return f"config{where}: {error.message}{hint} (see workflow/schemas/config.schema.yaml)"
 
 
 def validate_config(config: MutableMapping, schema: str | Path) -> None:

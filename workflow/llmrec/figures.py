@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import matplotlib
@@ -18,6 +19,11 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs: Any) -> tuple[Figure, Any
     return plt.subplots(nrows, ncols, **kwargs)
 
 
+def figure(**kwargs: Any) -> Figure:
+    """``matplotlib.pyplot.figure`` on the headless backend (for grids of uneven panels)."""
+    return plt.figure(**kwargs)
+
+
 def save_png(fig: Figure, path: str, dpi: int = 150) -> None:
     """Write ``fig`` to ``path`` as PNG (no half-written file on failure) and close it."""
     try:
@@ -25,3 +31,11 @@ def save_png(fig: Figure, path: str, dpi: int = 150) -> None:
             fig.savefig(tmp, dpi=dpi, format="png")
     finally:
         plt.close(fig)
+
+
+def seed_count(seeds: Iterable[int]) -> str:
+    """The seed count a figure's title gives, from a table's ``seeds`` column: ``3 seeds``, or
+    ``2-3 seeds`` where some rows have fewer runs."""
+    low, high = min(seeds), max(seeds)
+    count = str(low) if low == high else f"{low}-{high}"
+    return f"{count} seed{'s' * (high != 1)}"

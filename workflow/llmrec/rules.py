@@ -63,7 +63,8 @@ RULES: dict[str, str] = {
     "arithmetic_table": "llmrec.studies.arithmetic_report",
     "arithmetic_embeddings": "llmrec.studies.arithmetic_report",
     "arithmetic_cooccurrence": "llmrec.studies.arithmetic_report",
-    # The run's own cost (workflow/rules/report.smk).
+    # The report: the dataset table as HTML, the run's own cost (workflow/rules/report.smk).
+    "dataset_table_html": "llmrec.studies.tables",
     "benchmarks_table": "llmrec.benchmarks",
 }
 

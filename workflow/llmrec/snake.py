@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from .device import passive_openmp
 from .rules import CODE_PARAM, rule_function
 
 
@@ -71,6 +72,7 @@ def run_rule(smk: Any) -> Any:
     A failure ends the script with exit status 1 once it is logged, so that the error is not
     printed a second time as the script's uncaught traceback.
     """
+    passive_openmp()  # before the rule's module imports torch: libgomp reads it once, at load
     try:
         return call(smk, rule_function(smk.rule))
     except Exception:

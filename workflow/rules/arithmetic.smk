@@ -17,8 +17,10 @@ rule p5_index:
         index="results/arithmetic/{dataset}/index.parquet",
     log:
         "results/logs/arithmetic/{dataset}/index.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/index.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -38,8 +40,10 @@ rule p5_tokenizer:
         tokenizer=directory("results/arithmetic/{dataset}/tokenizer"),
     log:
         "results/logs/arithmetic/{dataset}/tokenizer.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/tokenizer.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -60,8 +64,10 @@ rule p5_init:
         base="results/arithmetic/{dataset}/init/seed{seed}/base.pt",
     log:
         "results/logs/arithmetic/{dataset}/init/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/init/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -85,7 +91,7 @@ rule p5_arithmetic:
     benchmark:
         "results/benchmarks/arithmetic/{dataset}/arithmetic/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -115,7 +121,7 @@ rule train_p5:
     wildcard_constraints:
         trained="p5|precondition",
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -140,8 +146,10 @@ rule p5_task_vector:
         weights="results/arithmetic/{dataset}/task_vector/seed{seed}/weights.pt",
     log:
         "results/logs/arithmetic/{dataset}/task_vector/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/task_vector/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -166,7 +174,7 @@ rule evaluate_p5:
     benchmark:
         "results/benchmarks/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -194,7 +202,7 @@ rule train_sasrec:
     benchmark:
         "results/benchmarks/arithmetic/{dataset}/sasrec/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -215,14 +223,23 @@ rule arithmetic_table:
     output:
         table=report(
             "results/tables/arithmetic.csv",
-            caption="../report/arithmetic.rst",
+            caption="../report/csv.rst",
             category="Arithmetic (P5)",
+            subcategory="CSV (download)",
         ),
         markdown="results/tables/arithmetic.md",
+        html=report(
+            "results/tables/arithmetic.html",
+            caption="../report/arithmetic.rst",
+            category="Arithmetic (P5)",
+            subcategory="Tables and figures",
+        ),
     log:
         "results/logs/arithmetic/table.log",
+    benchmark:
+        "results/benchmarks/arithmetic/table.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -244,12 +261,21 @@ rule arithmetic_embeddings:
             "results/figures/arithmetic_embeddings.png",
             caption="../report/arithmetic_embeddings.rst",
             category="Arithmetic (P5)",
+            subcategory="Tables and figures",
         ),
         table="results/tables/arithmetic_embeddings.csv",
+        html=report(
+            "results/tables/arithmetic_embeddings.html",
+            caption="../report/arithmetic_embeddings_table.rst",
+            category="Arithmetic (P5)",
+            subcategory="Tables and figures",
+        ),
     log:
         "results/logs/arithmetic/embeddings.log",
+    benchmark:
+        "results/benchmarks/arithmetic/embeddings.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -270,13 +296,22 @@ rule arithmetic_cooccurrence:
     output:
         table=report(
             "results/tables/arithmetic_cooccurrence.csv",
+            caption="../report/csv.rst",
+            category="Arithmetic (P5)",
+            subcategory="CSV (download)",
+        ),
+        html=report(
+            "results/tables/arithmetic_cooccurrence.html",
             caption="../report/arithmetic_cooccurrence.rst",
             category="Arithmetic (P5)",
+            subcategory="Tables and figures",
         ),
     log:
         "results/logs/arithmetic/cooccurrence.log",
+    benchmark:
+        "results/benchmarks/arithmetic/cooccurrence.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,

@@ -12,6 +12,53 @@ from llmrec.config import validate_config
 # Checked, defaults filled, before anything else reads the config.
 validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
 
+
+def in_checkout(path):
+    """A relative folder of the config, which names the checkout's (resources/manual/,
+    tests/fixtures/), as a run folder reaches it; relative, so a moved checkout keeps its runs."""
+    return path if os.path.isabs(path) else os.path.relpath(Path(workflow.basedir) / path)
+
+
+# A run folder (--directory runs/<name>) has its own results/, resources/raw/ and .snakemake/,
+# and reads the checkout's manual downloads, fixtures, wheels and prompts. In the checkout itself
+# the config stays as written (its params, and so its finished jobs, as before).
+if not Path(workflow.basedir).samefile(os.getcwd()):
+    for _name, _dataset in config["datasets"].items():
+        if _dataset.get("source") in ("local", "csv"):
+            _dataset["path"] = in_checkout(_dataset.get("path") or f"resources/manual/{_name}")
+        if _dataset.get("wheel_dir"):
+            _dataset["wheel_dir"] = in_checkout(_dataset["wheel_dir"])
+    for _key in ("wheel_dir", "prompts"):
+        if config["llm"][_key]:
+            config["llm"][_key] = in_checkout(config["llm"][_key])
+
+
+def unset_profile_variables():
+    """$NAMEs in the resources a profile or the command line sets (profiles/slurm names the
+    cluster's account and partitions so) that the environment does not define: Snakemake would
+    submit them as literal text, and Slurm would refuse the first job that uses one, hours in."""
+    settings = workflow.resource_settings
+    values = [*(settings.default_resources or {}).values()]
+    values += [v for per_rule in settings.overwrite_resources.values() for v in per_rule.values()]
+    raw = [str(getattr(value, "raw", value)) for value in values]
+    names = {name for text in raw for name in re.findall(r"\$\{?(\w+)", text)}
+    return sorted(name for name in names if name not in os.environ)
+
+
+_unset_variables = unset_profile_variables()
+if workflow.is_main_process and _unset_variables:
+    _one = len(_unset_variables) == 1
+    raise WorkflowError(
+        f"the resources name ${', $'.join(_unset_variables)}, which "
+        f"{'is' if _one else 'are'} not set in the environment: export "
+        f"{'it' if _one else 'them'} (an empty value leaves the choice to Slurm; docs/cluster.md)"
+    )
+
+# The model rules' conda environment (--use-conda): torch's CPU build, or its CUDA build.
+TORCH_ENVS = {"cpu": "../../envs/torch.yaml", "cuda": "../../envs/torch-cuda.yaml"}
+TORCH_ENV = TORCH_ENVS[config["torch_build"]]
+
+from llmrec.data.download import check_manual
 from llmrec.data.registry import get_spec
 from llmrec.provenance import folder_digests
 from llmrec.rules import code_sha256
@@ -67,18 +114,26 @@ def fetch_options(wildcards):
 
 
 def local_files(wildcards):
-    """Digests of the files in a local source folder, so that a changed file reruns the
-    dataset; cached by size and time in .snakemake/ (hashing gigabytes at every plan is slow)."""
+    """Digests of the files in a local or csv source folder, so that a changed file reruns the
+    dataset; cached by size and time in .snakemake/ (hashing gigabytes at every plan is slow).
+
+    A manual download that is missing stops the run here, while Snakemake plans the jobs of
+    the targets asked for, with the fetch step's message: before any job runs or is submitted,
+    not when a cluster run reaches the fetch. A dry run plans without the files."""
     cfg = dataset_config(wildcards)
-    if cfg.get("source") != "local":
+    if cfg.get("source") not in ("local", "csv"):
         return {}
     folder = cfg.get("path") or f"resources/manual/{wildcards.dataset}"
+    spec = get_spec(wildcards.dataset)
+    manual = spec.manual and cfg["source"] == "local"
+    if manual and workflow.is_main_process and not workflow.dryrun:
+        check_manual(spec, Path(os.path.abspath(folder)))
     return folder_digests(folder, cache=".snakemake/llmrec/local_files.json")
 
 
 def parse_options(wildcards):
     cfg = dataset_config(wildcards)
-    return {k: cfg[k] for k in ("skip_malformed", "time_window") if k in cfg}
+    return {k: cfg[k] for k in ("skip_malformed", "time_window", "csv") if k in cfg}
 
 
 def filter_options(wildcards):

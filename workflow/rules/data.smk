@@ -159,6 +159,8 @@ rule item_text:
         text="results/data/{dataset}/item_text.parquet",
     log:
         "results/logs/data/item_text/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/item_text/{dataset}.tsv"
     conda:
         "../../envs/data.yaml"
     resources:
@@ -177,6 +179,8 @@ rule dataset_statistics:
         stats="results/data/{dataset}/stats.json",
     log:
         "results/logs/data/stats/{dataset}.log",
+    benchmark:
+        "results/benchmarks/data/stats/{dataset}.tsv"
     conda:
         "../../envs/data.yaml"
     resources:
@@ -194,11 +198,14 @@ rule dataset_table:
     output:
         table=report(
             "results/tables/datasets.csv",
-            caption="../report/datasets.rst",
+            caption="../report/csv.rst",
             category="Datasets",
+            subcategory="CSV (download)",
         ),
     log:
         "results/logs/data/dataset_table.log",
+    benchmark:
+        "results/benchmarks/data/dataset_table.tsv"
     conda:
         "../../envs/data.yaml"
     resources:

@@ -19,7 +19,7 @@ rule train_pfr:
     benchmark:
         "results/benchmarks/pfr/{dataset}/{model}/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -41,14 +41,23 @@ rule pfr_table:
     output:
         table=report(
             "results/tables/pfr.csv",
-            caption="../report/pfr.rst",
+            caption="../report/csv.rst",
             category="PFR",
+            subcategory="CSV (download)",
         ),
         markdown="results/tables/pfr.md",
+        html=report(
+            "results/tables/pfr.html",
+            caption="../report/pfr.rst",
+            category="PFR",
+            subcategory="Tables and figures",
+        ),
     log:
         "results/logs/pfr/table.log",
+    benchmark:
+        "results/benchmarks/pfr/table.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -69,11 +78,14 @@ rule pfr_figure:
             "results/figures/pfr.png",
             caption="../report/pfr_figure.rst",
             category="PFR",
+            subcategory="Tables and figures",
         ),
     log:
         "results/logs/pfr/figure.log",
+    benchmark:
+        "results/benchmarks/pfr/figure.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=1000,
         runtime=5,

@@ -20,7 +20,7 @@ rule train_popk:
     benchmark:
         "results/benchmarks/popk/{dataset}/{news_model}/popk{popk}/seed{seed}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 1
     resources:
         mem_mb=4000,
@@ -45,14 +45,23 @@ rule popk_table:
     output:
         table=report(
             "results/tables/popk.csv",
-            caption="../report/popk.rst",
+            caption="../report/csv.rst",
             category="POPK",
+            subcategory="CSV (download)",
         ),
         markdown="results/tables/popk.md",
+        html=report(
+            "results/tables/popk.html",
+            caption="../report/popk.rst",
+            category="POPK",
+            subcategory="Tables and figures",
+        ),
     log:
         "results/logs/popk/table.log",
+    benchmark:
+        "results/benchmarks/popk/table.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -72,11 +81,14 @@ rule popk_figure:
             "results/figures/popk_diversity.png",
             caption="../report/popk_figure.rst",
             category="POPK",
+            subcategory="Tables and figures",
         ),
     log:
         "results/logs/popk/figure.log",
+    benchmark:
+        "results/benchmarks/popk/figure.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=1000,
         runtime=5,

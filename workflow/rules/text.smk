@@ -12,8 +12,10 @@ rule fetch_llm:
         model=directory("resources/models/SmolLM2-135M-Instruct"),
     log:
         "results/logs/text/fetch_llm.log",
+    benchmark:
+        "results/benchmarks/text/fetch_llm.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     resources:
         mem_mb=1000,
         runtime=30,
@@ -36,7 +38,7 @@ rule item_profiles:
     benchmark:
         "results/benchmarks/text/{dataset}/item_profiles.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 2
     resources:
         mem_mb=6000,
@@ -63,7 +65,7 @@ rule user_profiles:
     benchmark:
         "results/benchmarks/text/{dataset}/user_profiles_{protocol}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 2
     resources:
         mem_mb=6000,
@@ -85,7 +87,7 @@ rule embed_texts:
     benchmark:
         "results/benchmarks/text/{dataset}/embed_{texts}.tsv"
     conda:
-        "../../envs/torch.yaml"
+        TORCH_ENV
     threads: 2
     resources:
         mem_mb=4000,

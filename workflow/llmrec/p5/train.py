@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from llmrec.io import save_weights
 from llmrec.p5.model import P5, collate
+from llmrec.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def train_seq2seq(
         checkpoint_every: steps between checkpoints (default 200).
         fingerprint: identifies the settings; a checkpoint with another one is not resumed.
         device: where to train (default ``cpu``).
-        progress: show a tqdm bar over steps (default True).
+        progress: show a tqdm bar over steps (default True); the log gets a line every 30 s
+            either way (steps done over the whole run, the epoch, the ETA).
 
     Returns:
         ``{"epoch", "loss", "seconds"}`` per epoch (the mean training loss of the epoch).
@@ -142,51 +143,47 @@ def train_seq2seq(
             },
         )
 
-    bar = tqdm(
-        total=total,
-        initial=start_epoch * steps_per_epoch + start_batch,
-        desc="train",
-        disable=not progress,
-    )
     model.train()
-    for epoch in range(start_epoch, epochs):
-        started = time.perf_counter()
-        pairs = examples(epoch)
-        order = np.random.default_rng([seed, epoch]).permutation(len(pairs))
-        first = start_batch if epoch == start_epoch else 0
-        if first == 0:
-            losses = []
-        for b in range(first, steps_per_epoch):
-            batch = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
-            tensors = {
-                k: v.to(device)
-                for k, v in collate(
-                    batch, tokenizer, max_source_len, max_target_len, model.whole_word
-                ).items()
-            }
-            loss = model(**tensors)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            losses.append(loss.detach().item())
-            bar.update()
-            if path is not None and (b + 1) % checkpoint_every == 0 and b + 1 < steps_per_epoch:
-                save(epoch, b + 1)
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "loss": float(np.mean(losses)),
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        log.info(
-            "epoch %d  loss %.4f  %.1fs", epoch + 1, history[-1]["loss"], history[-1]["seconds"]
-        )
-        if path is not None and epoch + 1 < epochs:
-            save(epoch + 1, 0)
-    bar.close()
+    done_before = start_epoch * steps_per_epoch + start_batch
+    with Progress(total, "train", "steps", bar=progress, initial=done_before) as steps_done:
+        for epoch in range(start_epoch, epochs):
+            started = time.perf_counter()
+            pairs = examples(epoch)
+            order = np.random.default_rng([seed, epoch]).permutation(len(pairs))
+            first = start_batch if epoch == start_epoch else 0
+            if first == 0:
+                losses = []
+            steps_done.set_postfix(epoch=f"{epoch + 1}/{epochs}")
+            for b in range(first, steps_per_epoch):
+                batch = [pairs[i] for i in order[b * batch_size : (b + 1) * batch_size]]
+                tensors = {
+                    k: v.to(device)
+                    for k, v in collate(
+                        batch, tokenizer, max_source_len, max_target_len, model.whole_word
+                    ).items()
+                }
+                loss = model(**tensors)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.detach().item())
+                steps_done.update()
+                if path is not None and (b + 1) % checkpoint_every == 0 and b + 1 < steps_per_epoch:
+                    save(epoch, b + 1)
+            history.append(
+                {
+                    "epoch": epoch + 1,
+                    "loss": float(np.mean(losses)),
+                    "seconds": time.perf_counter() - started,
+                }
+            )
+            log.info(
+                "epoch %d  loss %.4f  %.1fs", epoch + 1, history[-1]["loss"], history[-1]["seconds"]
+            )
+            if path is not None and epoch + 1 < epochs:
+                save(epoch + 1, 0)
     if path is not None and path.exists():
         path.unlink()
     model.eval()

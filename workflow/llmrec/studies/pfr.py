@@ -28,18 +28,19 @@ import torch
 from ..data.artifacts import load_graph, load_split
 from ..device import resolve_device
 from ..evaluation.ranking import METRICS, evaluate, summarize
-from ..figures import save_png, subplots
+from ..figures import save_png, seed_count, subplots
 from ..io import atomic_path, save_weights, write_json
 from ..models.lightgcn import LightGCN, sparse_adjacency
 from ..models.pfr import PFR
 from ..training.loop import train_bpr
 from ..training.seed import init_seed
-from .tables import TableSpec, run_keys, write_study_table
+from .tables import TableSpec, metric_label, run_keys, write_study_table
 
 log = logging.getLogger(__name__)
 
 STUDY = "pfr"
 MODELS = ("lightgcn", "sge", "pfr")
+MODEL_NAMES = {"lightgcn": "LightGCN", "sge": "SGE", "pfr": "PFR"}
 BASELINE = "lightgcn"
 
 
@@ -179,6 +180,7 @@ def pfr_table(
         metrics=tuple(f"{m}@{k}" for k in ks for m in METRICS),
         note=NOTE,
         wilcoxon=True,
+        title="PFR study: test metrics of LightGCN, SGE and PFR",
     )
     write_study_table(input, output, spec, synthetic=synthetic, provenance=provenance)
 
@@ -189,19 +191,39 @@ def pfr_figure(
     *,
     metrics: Sequence[str] = ("recall@20", "ndcg@20"),
 ) -> None:
-    """Bars of each model's mean test metrics with std over seeds, one panel per metric."""
+    """Each model's mean test metric as a dot with its std over seeds as an error bar and its
+    value written beside it: one panel per dataset and metric, each on its own axis (not from
+    0), so that a difference of 0.005 shows."""
     table = pd.read_csv(input["table"])
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
-    width = 0.8 / len(MODELS)
-    for ax, metric in zip(axes[0], metrics):
-        for j, model in enumerate(MODELS):
-            sub = table[table["model"] == model].set_index("dataset").reindex(datasets)
-            x = np.arange(len(datasets)) + (j - (len(MODELS) - 1) / 2) * width
-            ax.bar(x, sub[metric], width, yerr=sub[f"{metric}_std"], capsize=3, label=model)
-        ax.set_xticks(np.arange(len(datasets)), datasets)
-        ax.set_ylabel(metric)
-        ax.set_title(f"Test {metric} (mean ± std over seeds)")
-    axes[0][0].legend(frameon=False)
+    fig, axes = subplots(
+        len(datasets),
+        len(metrics),
+        figsize=(4.2 * len(metrics), 3.2 * len(datasets) + 0.7),
+        squeeze=False,
+    )
+    for row_axes, dataset in zip(axes, datasets):
+        sub = table[table["dataset"] == dataset].set_index("model")
+        models = [m for m in MODELS if m in sub.index]
+        for ax, metric in zip(row_axes, metrics):
+            for i, model in enumerate(models):
+                mean, std = sub.loc[model, metric], sub.loc[model, f"{metric}_std"]
+                ax.errorbar(i, mean, yerr=std, fmt="o", ms=7, capsize=5, color=f"C{i}")
+                ax.annotate(
+                    f"{mean:.4f}",
+                    (i, mean),
+                    xytext=(9, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                )
+            ax.set_xticks(range(len(models)), [MODEL_NAMES[m] for m in models])
+            ax.set_xlim(-0.5, len(models) - 0.3)
+            ax.set_ylabel(f"test {metric_label(metric)}")
+            ax.set_title(f"{dataset}: {metric_label(metric)}", fontsize=10)
+            ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(
+        f"PFR study: test metrics, mean ± std over {seed_count(table['seeds'])}", fontsize=11
+    )
     fig.tight_layout()
     save_png(fig, output["figure"])

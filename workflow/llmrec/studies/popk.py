@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
+from matplotlib.colors import to_rgb
 
 from ..device import resolve_device
 from ..evaluation.diversity import (
@@ -40,19 +41,20 @@ from ..evaluation.diversity import (
     tail_share,
 )
 from ..evaluation.impressions import IMPRESSION_METRICS, impression_metrics
-from ..figures import save_png, subplots
+from ..figures import save_png, seed_count, subplots
 from ..io import atomic_path, write_json
 from ..news import build_model
 from ..news.data import NewsFeatures, build_features, training_articles, user_numbering
 from ..news.sampling import Impressions, Popularity
 from ..news.train import score_impressions, train_news_model
 from ..training.seed import init_seed
-from .tables import TableSpec, run_keys, write_study_table
+from .tables import TableSpec, metric_label, run_keys, write_study_table
 
 log = logging.getLogger(__name__)
 
 STUDY = "popk"
 MODELS = ("nrms", "naml", "lstur")
+MODEL_NAMES = {"nrms": "NRMS", "naml": "NAML", "lstur": "LSTUR"}
 LIST_METRICS = ("ild_category", "ild_embedding", "avg_popularity", "tail_share", "novelty")
 RUN_METRICS = ("coverage", "gini")
 TOP = 10
@@ -264,6 +266,7 @@ TABLE = TableSpec(
         "novelty",
     ),
     annotate_if="change_%",
+    title="POPK study: news recommenders trained with popular negatives",
 )
 
 
@@ -286,38 +289,89 @@ def popk_figure(
     *,
     diversity: str = "ild_category",
     accuracy: str = "auc",
+    tradeoff: str = "ndcg@10",
 ) -> None:
-    """Left: the diversity change (%) against popk = 0 per model; right: the accuracy."""
+    """Per dataset, one line per model: the diversity change (%) against popk = 0 by popk; the
+    accuracy by popk; the trade-off, the change of ``tradeoff`` (an accuracy) against the
+    change of diversity, one point per popk. Error bars: the std over seeds (of a change: in %
+    of the popk = 0 mean)."""
     table = pd.read_csv(input["table"])
     datasets = list(dict.fromkeys(table["dataset"]))
-    fig, axes = subplots(len(datasets), 2, figsize=(10, 3.8 * len(datasets)), squeeze=False)
-    for (ax_div, ax_acc), dataset in zip(axes, datasets):
+    fig, axes = subplots(
+        len(datasets),
+        3,
+        figsize=(16, 4.4 * len(datasets) + 0.6),
+        squeeze=False,
+        layout="constrained",
+    )
+    div, acc, trade = metric_label(diversity), metric_label(accuracy), metric_label(tradeoff)
+    for (ax_div, ax_acc, ax_trade), dataset in zip(axes, datasets):
         sub = table[table["dataset"] == dataset]
-        for model in [m for m in MODELS if m in set(sub["model"])]:
+        popks = sorted(sub["popk"].unique())
+        models = [m for m in MODELS if m in set(sub["model"])]
+        # Side by side at each popk, so that the models' error bars do not hide each other.
+        step = 0.06 * (min(np.diff(popks)) if len(popks) > 1 else 1)
+        for i, model in enumerate(models):
             rows = sub[sub["model"] == model].sort_values("popk")
-            ax_div.plot(
-                rows["popk"], rows[f"{diversity}_change_%"].fillna(0.0), marker="o", label=model
-            )
-            ax_acc.errorbar(
-                rows["popk"],
-                rows[accuracy],
-                yerr=rows[f"{accuracy}_std"],
-                marker="o",
+            base = rows[rows["popk"] == 0]
+            x = rows["popk"] + (i - (len(models) - 1) / 2) * step
+            style = {"marker": "o", "capsize": 3, "color": f"C{i}", "label": MODEL_NAMES[model]}
+            spread = {m: _change_spread(rows, base, m) for m in (diversity, tradeoff)}
+            ax_div.errorbar(x, rows[f"{diversity}_change_%"], yerr=spread[diversity], **style)
+            ax_acc.errorbar(x, rows[accuracy], yerr=rows[f"{accuracy}_std"], **style)
+            # Each model's path from popk = 0 (the origin) through its popk values.
+            dx, dy = rows[f"{diversity}_change_%"], rows[f"{tradeoff}_change_%"]
+            ax_trade.plot(dx, dy, color=f"C{i}", lw=1)
+            tried = (rows["popk"] != 0).to_numpy()
+            ax_trade.errorbar(
+                dx[tried],
+                dy[tried],
+                xerr=spread[diversity][tried],
+                yerr=spread[tradeoff][tried],
+                fmt="o",
                 capsize=3,
-                label=model,
+                color=f"C{i}",
+                ecolor=(*to_rgb(f"C{i}"), 0.45),
             )
-        ax_div.axhline(0, color="grey", lw=0.8)
-        ax_div.set_title(
-            f"{dataset}\ndiversity: {diversity} of the top 10, change vs popk = 0", fontsize=10
+            for popk, x_, y_ in zip(rows["popk"][tried], dx[tried], dy[tried]):
+                ax_trade.annotate(
+                    f"popk {popk}",
+                    (x_, y_),
+                    xytext=(5, 5),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=f"C{i}",
+                )
+        ax_trade.plot(0, 0, "ks", ms=5)
+        ax_trade.annotate(
+            "popk = 0", (0, 0), xytext=(-5, -12), textcoords="offset points", ha="right", fontsize=8
         )
-        ax_div.set_ylabel("change (%)")
-        ax_acc.set_title(
-            f"{dataset}\naccuracy: {accuracy.upper()} (mean ± std over seeds)", fontsize=10
-        )
-        ax_acc.set_ylabel(accuracy.upper())
+        ax_div.set_title(f"{dataset}\nDiversity of the top 10: {div}", fontsize=10)
+        ax_div.set_ylabel(f"{div}, change against popk = 0 (%)")
+        ax_acc.set_title(f"{dataset}\nAccuracy: {acc}", fontsize=10)
+        ax_acc.set_ylabel(f"dev {acc}")
         for ax in (ax_div, ax_acc):
-            ax.set_xlabel("popk (popular negatives of k)")
-            ax.set_xticks(sorted(sub["popk"].unique()))
-        ax_div.legend(frameon=False)
-    fig.tight_layout()
+            ax.set_xlabel("popk (popular negatives among the k negatives)")
+            ax.set_xticks(popks)
+        ax_trade.set_title(f"{dataset}\nTrade-off: {trade} against {div}", fontsize=10)
+        ax_trade.set_xlabel(f"{div}, change against popk = 0 (%)")
+        ax_trade.set_ylabel(f"{trade}, change against popk = 0 (%)")
+        ax_trade.axvline(0, color="grey", lw=0.8)
+        for ax in (ax_div, ax_trade):
+            ax.axhline(0, color="grey", lw=0.8)
+        for ax in (ax_div, ax_acc, ax_trade):
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper right", ncol=len(labels), frameon=False)
+    fig.suptitle(
+        f"POPK study: dev metrics by popk, mean ± std over {seed_count(table['seeds'])}",
+        fontsize=11,
+    )
     save_png(fig, output["figure"])
+
+
+def _change_spread(rows: pd.DataFrame, base: pd.DataFrame, metric: str) -> np.ndarray:
+    """A change's error bar: the std over seeds of ``metric``, in % of the popk = 0 mean (none
+    without a popk = 0 row or against a mean of 0, as the change itself)."""
+    base_mean = base[metric].iloc[0] if len(base) else 0.0
+    return (100 * rows[f"{metric}_std"] / (base_mean or np.nan)).to_numpy()

