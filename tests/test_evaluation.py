@@ -1,25 +1,22 @@
-"""Ranking metrics, significance tests and diversity against values worked out by hand."""
+"""Ranking metrics and diversity against values worked out by hand (significance:
+test_significance.py; the metrics against scikit-learn: test_metrics_reference.py)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
-from scipy import stats
 
 from llmrec.evaluation import (
     average_popularity,
-    compare,
     coverage,
     evaluate,
     gini,
     intra_list_diversity,
     novelty,
-    paired_tests,
     ranking_metrics,
     summarize,
     tail_share,
@@ -192,44 +189,6 @@ def test_evaluate_ranks_only_users_with_truth_and_excludes_seen_items():
     # user 0: list [1, 2] -> hit at rank 1; user 2: list [0, 1] -> no hit.
     assert got["hit@1"].tolist() == [1.0, 0.0]
     assert got["mrr@2"].tolist() == [1.0, 0.0]
-
-
-# ---------------------------------------------------------------- significance
-
-
-def test_paired_tests_agree_with_scipy():
-    a = np.array([0.1, 0.5, 0.3, 0.9, 0.2, 0.4, 0.7])
-    b = np.array([0.2, 0.1, 0.3, 0.5, 0.1, 0.0, 0.6])
-    got = paired_tests(a, b)
-    assert got["n"] == 7
-    # differences: -0.1, 0.4, 0, 0.4, 0.1, 0.4, 0.1 -> sum 1.3
-    assert got["mean_diff"] == pytest.approx(1.3 / 7)
-    assert got["t_p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    assert got["wilcoxon_p"] == pytest.approx(stats.wilcoxon(a - b, zero_method="wilcox").pvalue)
-
-
-def test_wilcoxon_exact_p_by_hand():
-    # Five positive, distinct differences: only 1 of the 2^5 sign patterns is as extreme on
-    # each side, so the exact two-sided p is 2 / 32 = 0.0625.
-    got = paired_tests(np.array([1.0, 2, 3, 4, 5]), np.zeros(5))
-    assert got["wilcoxon_p"] == pytest.approx(0.0625)
-
-
-def test_identical_samples_give_p_of_one():
-    a = np.array([0.3, 0.1, 0.5])
-    assert paired_tests(a, a.copy()) == {"t_p": 1.0, "wilcoxon_p": 1.0, "mean_diff": 0.0, "n": 3}
-
-
-def test_compare_aligns_on_user_id():
-    a = pd.DataFrame({"user_id": [3, 1, 2, 9], "ndcg@10": [0.3, 0.1, 0.2, 0.9]})
-    b = pd.DataFrame({"user_id": [1, 2, 3, 7], "ndcg@10": [0.0, 0.1, 0.1, 0.5]})
-    got = compare(a, b, "ndcg@10")
-    # Shared users 1, 2, 3: differences 0.1, 0.1, 0.2.
-    assert got["n"] == 3
-    assert got["mean_diff"] == pytest.approx(0.4 / 3)
-    assert got["mean_a"] == pytest.approx(0.2) and got["mean_b"] == pytest.approx(0.2 / 3)
-    with pytest.raises(ValueError, match="share no user_id"):
-        compare(a, b.assign(user_id=[4, 5, 6, 8]), "ndcg@10")
 
 
 # ---------------------------------------------------------------- diversity

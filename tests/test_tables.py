@@ -1,5 +1,6 @@
 """The study tables: runs attributed by their summaries' keys, and the three studies' CSV and
-markdown on hand-made runs, checked against values worked out here (scipy for the p-values)."""
+markdown on hand-made runs, checked against values worked out here (the p-values from the
+seed-and-user test on the runs each row holds, then Holm over the table)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
+from llmrec.evaluation.significance import holm, seed_user_test
 from llmrec.studies.arithmetic_report import arithmetic_table
 from llmrec.studies.pfr import pfr_table
 from llmrec.studies.popk import popk_table
@@ -84,8 +85,13 @@ def html_rows(path: Path) -> list[list[str]]:
     return parser.rows
 
 
-def p_text(p: float) -> str:
-    return f"p={p:.2g}"
+def p_text(p: float, p_holm: float) -> str:
+    return f"p={p:.2g}, Holm p={p_holm:.2g}"
+
+
+def p_of(runs: list, baseline_runs: list) -> float:
+    """The test's p between two rows, from each seed's per-unit values."""
+    return seed_user_test(np.array(runs, float), np.array(baseline_runs, float))["p"]
 
 
 def test_mean_std_is_the_sample_std_and_zero_for_one_run():
@@ -107,6 +113,7 @@ def test_cell_writes_the_change_and_p_it_is_given():
     assert cell(0.5, 0.0, change=-5.0, p=float("nan")) == "0.5000 ± 0.0000 (-5.0%)"
     # A change against a baseline mean of 0 is NaN: left out, not "+nan%".
     assert cell(0.5, 0.0, change=float("nan"), p=0.5) == "0.5000 ± 0.0000 (p=0.5)"
+    assert cell(0.5, 0.0, p=0.01, p_holm=0.04) == "0.5000 ± 0.0000 (p=0.01, Holm p=0.04)"
 
 
 def test_metric_labels_are_for_a_reader():
@@ -214,7 +221,7 @@ def test_pfr_table(tmp_path):
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table.columns) == (
         ["dataset", "model", "seeds"]
-        + [f"{m}{s}" for m in PFR_METRICS for s in ("", "_std", "_p", "_wilcoxon_p")]
+        + [f"{m}{s}" for m in PFR_METRICS for s in ("", "_std", "_p", "_p_holm")]
         + PROVENANCE
     )
     assert table[["dataset", "model", "seeds"]].values.tolist() == [
@@ -222,26 +229,25 @@ def test_pfr_table(tmp_path):
         ["toy (synthetic)", "sge", 1],
         ["toy (synthetic)", "pfr", 2],
     ]
-    base = np.array([0.5, 0, 0.5, 0])  # LightGCN's users averaged over its two seeds
-    sge, pfr = np.array([1.0, 0, 1, 0]), np.array([1.0, 1, 0.5, 1])
-    expected = {  # mean, std, t-test p, Wilcoxon p
+    base = [[1, 0, 0, 0], [0, 0, 1, 0]]  # LightGCN's two seeds
+    p_sge = p_of([[1, 0, 1, 0]], base)
+    p_pfr = p_of([[1, 1, 0, 1], [1, 1, 1, 1]], base)
+    # Ten tests in the table (two rows x five metrics), adjusted together.
+    holm_sge, holm_pfr = holm([p_sge] * 5 + [p_pfr] * 5)[[0, 5]]
+    expected = {  # mean, std, p, Holm p
         "lightgcn": (0.25, 0.0, np.nan, np.nan),
-        "sge": (0.5, 0.0, stats.ttest_rel(sge, base).pvalue, stats.wilcoxon(sge - base).pvalue),
-        "pfr": (
-            0.875,
-            np.sqrt(2) / 8,
-            stats.ttest_rel(pfr, base).pvalue,
-            stats.wilcoxon(pfr - base).pvalue,
-        ),
+        "sge": (0.5, 0.0, p_sge, holm_sge),
+        "pfr": (0.875, np.sqrt(2) / 8, p_pfr, holm_pfr),
     }
-    for model, (mean, std, t_p, w_p) in expected.items():
+    assert 0 < p_pfr < holm_pfr < 1
+    for model, (mean, std, p, p_holm) in expected.items():
         row = table.set_index("model").loc[model]
         for m in PFR_METRICS:
-            got = [row[m], row[f"{m}_std"], row[f"{m}_p"], row[f"{m}_wilcoxon_p"]]
-            assert got == pytest.approx([mean, std, t_p, w_p], rel=1e-5, nan_ok=True)
+            got = [row[m], row[f"{m}_std"], row[f"{m}_p"], row[f"{m}_p_holm"]]
+            assert got == pytest.approx([mean, std, p, p_holm], rel=1e-5, nan_ok=True)
     lines = (tmp_path / "t.md").read_text().split("\n")
-    sge_cell = f"0.5000 ± 0.0000 ({p_text(expected['sge'][2])})"
-    pfr_cell = f"0.8750 ± 0.1768 ({p_text(expected['pfr'][2])})"
+    sge_cell = f"0.5000 ± 0.0000 ({p_text(*expected['sge'][2:])})"
+    pfr_cell = f"0.8750 ± 0.1768 ({p_text(*expected['pfr'][2:])})"
     assert lines[:5] == [
         "| dataset | model | seeds | " + " | ".join(PFR_METRICS) + " |",
         "|---|---|---|---|---|---|---|---|",
@@ -251,8 +257,10 @@ def test_pfr_table(tmp_path):
     ]
     assert lines[5:7] == [
         "",
-        "Mean ± std over seeds; p: paired t-test against LightGCN over "
-        "users (each user's value averaged over seeds). MRR@k is the "
+        "Mean ± std over seeds; in brackets the p-values against LightGCN. p: two-sided test "
+        "of the difference over seeds and users (seed-to-seed and user-to-user variation both "
+        "counted; docs/evaluation.md); Holm p: adjusted by Holm over every test of the table. "
+        "MRR@k is the "
         "reciprocal rank of the first hit within the top k. Full ranking "
         "over all items, training and validation items masked.",
     ]
@@ -260,16 +268,14 @@ def test_pfr_table(tmp_path):
     rows = html_rows(tmp_path / "t.html")
     assert rows[0] == ["dataset", "model", "seeds"] + [metric_label(m) for m in PFR_METRICS]
     assert rows[0][3:] == ["Recall@1", "nDCG@1", "MRR@1", "Hit@1", "Precision@1"]
-    tests = {
-        m: f"{p_text(expected[m][2])}, Wilcoxon p={expected[m][3]:.2g}" for m in ("sge", "pfr")
-    }
+    tests = {m: p_text(*expected[m][2:]) for m in ("sge", "pfr")}
     assert rows[1:] == [
         ["toy (synthetic)", "lightgcn", "2"] + ["0.2500 ± 0.0000"] * 5,
         ["toy (synthetic)", "sge", "1"] + [f"0.5000 ± 0.0000 {tests['sge']}"] * 5,
         ["toy (synthetic)", "pfr", "2"] + [f"0.8750 ± 0.1768 {tests['pfr']}"] * 5,
     ]
     page = (tmp_path / "t.html").read_text()
-    assert page.count('<tr class="baseline">') == 1 and "paired t-test against LightGCN" in page
+    assert page.count('<tr class="baseline">') == 1 and "seed-to-seed and user-to-user" in page
 
 
 POPK_UNIT_METRICS = [
@@ -320,7 +326,7 @@ def test_popk_table(tmp_path):
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table.columns) == (
         ["dataset", "model", "popk", "seeds"]
-        + [f"{m}{s}" for m in POPK_METRICS for s in ("", "_std", "_change_%", "_p")]
+        + [f"{m}{s}" for m in POPK_METRICS for s in ("", "_std", "_change_%", "_p", "_p_holm")]
         + PROVENANCE
     )
     assert table[["dataset", "model", "popk", "seeds"]].values.tolist() == [
@@ -328,15 +334,17 @@ def test_popk_table(tmp_path):
         ["news", "nrms", 2, 2],
     ]
     base, top = table.iloc[0], table.iloc[1]
-    # Impressions averaged over seeds: popk 0 [.3, .4, .6, .7], popk 2 [.5, .55, .75, .8].
-    p = stats.ttest_rel([0.5, 0.55, 0.75, 0.8], [0.3, 0.4, 0.6, 0.7]).pvalue
-    p_tail = stats.ttest_rel([0.5, 0.55, 0.75, 0.8], [0, 0, 0, 0]).pvalue
-    expected = {m: (0.65, np.sqrt(2) / 20, 30.0, p) for m in POPK_UNIT_METRICS}
-    expected["tail_share"] = (0.65, np.sqrt(2) / 20, np.nan, p_tail)  # popk 0's mean is 0
-    expected["coverage"] = (0.65, np.sqrt(2) / 20, 30.0, np.nan)  # one number per run: no test
-    expected["gini"] = (0.2, 0.0, -50.0, np.nan)
+    popk2 = [[0.4, 0.6, 0.8, 1.0], [0.6, 0.5, 0.7, 0.6]]
+    p = p_of(popk2, [[0.2, 0.4, 0.6, 0.8], [0.4, 0.4, 0.6, 0.6]])
+    p_tail = p_of(popk2, [[0] * 4] * 2)
+    # Nine tested metrics (coverage and Gini are one number per run), adjusted together.
+    p_holm, p_tail_holm = holm([p] * 8 + [p_tail])[[0, 8]]
+    expected = {m: (0.65, np.sqrt(2) / 20, 30.0, p, p_holm) for m in POPK_UNIT_METRICS}
+    expected["tail_share"] = (0.65, np.sqrt(2) / 20, np.nan, p_tail, p_tail_holm)  # base mean 0
+    expected["coverage"] = (0.65, np.sqrt(2) / 20, 30.0, np.nan, np.nan)  # one per run: no test
+    expected["gini"] = (0.2, 0.0, -50.0, np.nan, np.nan)
     for m, values in expected.items():
-        got = [top[m], top[f"{m}_std"], top[f"{m}_change_%"], top[f"{m}_p"]]
+        got = [top[m], top[f"{m}_std"], top[f"{m}_change_%"], top[f"{m}_p"], top[f"{m}_p_holm"]]
         assert got == pytest.approx(values, rel=1e-5, nan_ok=True), m
     assert base["auc"] == pytest.approx(0.5) and base["auc_change_%"] == 0
     assert np.isnan(base["auc_p"]) and np.isnan(base["tail_share_change_%"])
@@ -353,7 +361,7 @@ def test_popk_table(tmp_path):
         "tail_share",
         "novelty",
     ]
-    tested = f"0.6500 ± 0.0707 (+30.0%, {p_text(p)})"
+    tested = f"0.6500 ± 0.0707 (+30.0%, {p_text(p, p_holm)})"
     top_cells = [tested] * 6 + ["0.6500 ± 0.0707 (+30.0%)", tested, "0.6500 ± 0.0707", tested]
     base_cells = ["0.5000 ± 0.0000"] * 8 + ["0.0000 ± 0.0000", "0.5000 ± 0.0000"]
     assert lines[:4] == [
@@ -370,9 +378,9 @@ def test_popk_table(tmp_path):
     assert rows[0] == ["dataset", "model", "popk", "seeds"] + [
         metric_label(m) for m in POPK_METRICS
     ]
-    tested = f"0.6500 ± 0.0707 +30.0%, {p_text(p)}"
+    tested = f"0.6500 ± 0.0707 +30.0%, {p_text(p, p_holm)}"
     assert rows[2] == ["news", "nrms", "2", "2"] + [tested] * 6 + [
-        f"0.6500 ± 0.0707 +30.0%, {p_text(p)}",  # avg_popularity
+        tested,  # avg_popularity
         "0.6500 ± 0.0707",  # tail_share: popk 0's mean is 0, as in the markdown
         tested,  # novelty
         "0.6500 ± 0.0707 +30.0%",  # coverage: no test
@@ -416,7 +424,11 @@ def test_arithmetic_table(tmp_path):
     table = pd.read_csv(tmp_path / "t.csv")
     assert list(table.columns) == (
         ["dataset", "setting", "method", "seeds"]
-        + [f"{m}{s}" for m in ("hit@1", "ndcg@1") for s in ("", "_std", "_change_%", "_p")]
+        + [
+            f"{m}{s}"
+            for m in ("hit@1", "ndcg@1")
+            for s in ("", "_std", "_change_%", "_p", "_p_holm")
+        ]
         + PROVENANCE
     )
     assert table[["setting", "method", "seeds"]].values.tolist() == [
@@ -426,20 +438,23 @@ def test_arithmetic_table(tmp_path):
         ["unseen", "P5", 2],
         ["unseen", "SASRec", 2],
     ]
-    p5_seen = np.array([1.0, 0, 0, 0, 1, 0, 0, 0])
-    pre = np.array([1.0, 1, 0.5, 0, 1, 1, 0, 0])
-    sasrec = np.array([1.0, 1, 1, 1, 0, 0, 0, 0])
-    p_pre, p_sas = stats.ttest_rel(pre, p5_seen).pvalue, stats.ttest_rel(sasrec, p5_seen).pvalue
-    p_unseen = stats.ttest_rel(sasrec, np.zeros(8)).pvalue
+    p5_seen = [[1, 0, 0, 0, 1, 0, 0, 0]] * 2
+    pre = [[1, 1, 0, 0, 1, 1, 0, 0], [1, 1, 1, 0, 1, 1, 0, 0]]
+    sasrec = [[1, 1, 1, 1, 0, 0, 0, 0]] * 2
+    p_pre, p_sas = p_of(pre, p5_seen), p_of(sasrec, p5_seen)
+    p_unseen = p_of(sasrec, [[0] * 8] * 2)
+    # Row by row, metric by metric: three tested rows x two metrics, adjusted together.
+    adjusted = holm([p_pre, p_pre, p_sas, p_sas, p_unseen, p_unseen])
+    h_pre, h_sas, h_unseen = adjusted[[0, 2, 4]]
     expected = [
-        (0.25, 0.0, 0.0, np.nan),
-        (0.5625, np.sqrt(2) / 16, 125.0, p_pre),
-        (0.5, 0.0, 100.0, p_sas),
-        (0.0, 0.0, 0.0, np.nan),
-        (0.5, 0.0, np.nan, p_unseen),
+        (0.25, 0.0, 0.0, np.nan, np.nan),
+        (0.5625, np.sqrt(2) / 16, 125.0, p_pre, h_pre),
+        (0.5, 0.0, 100.0, p_sas, h_sas),
+        (0.0, 0.0, 0.0, np.nan, np.nan),
+        (0.5, 0.0, np.nan, p_unseen, h_unseen),
     ]  # against a P5 mean of 0: no change
     for m in ("hit@1", "ndcg@1"):
-        got = table[[m, f"{m}_std", f"{m}_change_%", f"{m}_p"]].values.tolist()
+        got = table[[m, f"{m}_std", f"{m}_change_%", f"{m}_p", f"{m}_p_holm"]].values.tolist()
         assert got == [pytest.approx(e, rel=1e-5, nan_ok=True) for e in expected]
     lines = (tmp_path / "t.md").read_text().split("\n")
     assert lines[:7] == [
@@ -447,14 +462,14 @@ def test_arithmetic_table(tmp_path):
         "|---|---|---|---|---|---|",
         "| toy | seen | P5 | 2 | " + " | ".join(["0.2500 ± 0.0000"] * 2) + " |",
         "| toy | seen | pre-conditioning | 2 | "
-        + " | ".join([f"0.5625 ± 0.0884 (+125.0%, {p_text(p_pre)})"] * 2)
+        + " | ".join([f"0.5625 ± 0.0884 (+125.0%, {p_text(p_pre, h_pre)})"] * 2)
         + " |",
         "| toy | seen | SASRec | 2 | "
-        + " | ".join([f"0.5000 ± 0.0000 (+100.0%, {p_text(p_sas)})"] * 2)
+        + " | ".join([f"0.5000 ± 0.0000 (+100.0%, {p_text(p_sas, h_sas)})"] * 2)
         + " |",
         "| toy | unseen | P5 | 2 | " + " | ".join(["0.0000 ± 0.0000"] * 2) + " |",
         "| toy | unseen | SASRec | 2 | "
-        + " | ".join([f"0.5000 ± 0.0000 ({p_text(p_unseen)})"] * 2)
+        + " | ".join([f"0.5000 ± 0.0000 ({p_text(p_unseen, h_unseen)})"] * 2)
         + " |",
     ]
     assert lines[7] == "" and lines[8].startswith(
@@ -465,7 +480,10 @@ def test_arithmetic_table(tmp_path):
     assert (
         rows[2]
         == ["toy", "seen", "pre-conditioning", "2"]
-        + [f"0.5625 ± 0.0884 +125.0%, {p_text(p_pre)}"] * 2
+        + [f"0.5625 ± 0.0884 +125.0%, {p_text(p_pre, h_pre)}"] * 2
     )
-    assert rows[5] == ["toy", "unseen", "SASRec", "2"] + [f"0.5000 ± 0.0000 {p_text(p_unseen)}"] * 2
+    assert (
+        rows[5]
+        == ["toy", "unseen", "SASRec", "2"] + [f"0.5000 ± 0.0000 {p_text(p_unseen, h_unseen)}"] * 2
+    )
     assert (tmp_path / "t.html").read_text().count('<tr class="baseline">') == 2  # P5, per setting

@@ -2,7 +2,7 @@
 
 from .diversity import average_popularity, coverage, gini, intra_list_diversity, novelty, tail_share
 from .ranking import METRICS, PAD, ScoresFn, evaluate, ranking_metrics, summarize, topk
-from .significance import compare, paired_tests
+from .significance import compare, holm, seed_user_test
 
 __all__ = [
     "METRICS",
@@ -13,10 +13,11 @@ __all__ = [
     "coverage",
     "evaluate",
     "gini",
+    "holm",
     "intra_list_diversity",
     "novelty",
-    "paired_tests",
     "ranking_metrics",
+    "seed_user_test",
     "summarize",
     "tail_share",
     "topk",

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
 from ..figures import figure, save_png
 from ..io import write_csv, write_text
 from .tables import TableSpec, frame_html, frame_table, html_page, write_study_table
@@ -28,8 +29,9 @@ NOTE = (
     "\nMean ± std over seeds of the leave-one-out test item's hit rate and NDCG at k "
     "(P5 variants: beam search constrained to valid item IDs, as many beams as the "
     "largest k; SASRec: full ranking). In brackets: change against P5 in the same "
-    "prompt setting and the paired t-test p over users (each user's value averaged "
-    "over seeds). seen: a training template; unseen: a template never trained on. "
+    "prompt setting and the p-values. "
+    + SIGNIFICANCE_NOTE.format(units="users", unit="user")
+    + " seen: a training template; unseen: a template never trained on. "
     "SASRec reads no prompt: its row repeats under both settings.\n"
 )
 
@@ -43,8 +45,8 @@ def arithmetic_table(
     synthetic: Sequence[str] = (),
     provenance: Mapping | None = None,
 ) -> None:
-    """Mean and std over seeds per (dataset, prompt setting, method); change and paired test
-    against P5 in the same setting (each user's value averaged over seeds first).
+    """Mean and std over seeds per (dataset, prompt setting, method); change and test over
+    seeds and users against P5 in the same setting.
 
     SASRec reads no prompt (its runs record no setting): they appear under every setting, the
     same numbers each time.

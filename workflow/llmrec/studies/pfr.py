@@ -28,6 +28,7 @@ import torch
 from ..data.artifacts import load_graph, load_split
 from ..device import resolve_device
 from ..evaluation.ranking import METRICS, evaluate, summarize
+from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
 from ..figures import save_png, seed_count, subplots
 from ..io import atomic_path, save_weights, write_json
 from ..models.lightgcn import LightGCN, sparse_adjacency
@@ -150,8 +151,9 @@ def train_pfr(
 
 
 NOTE = (
-    "\nMean ± std over seeds; p: paired t-test against LightGCN over users (each user's "
-    "value averaged over seeds). MRR@k is the reciprocal rank of the first hit within the "
+    "\nMean ± std over seeds; in brackets the p-values against LightGCN. "
+    + SIGNIFICANCE_NOTE.format(units="users", unit="user")
+    + " MRR@k is the reciprocal rank of the first hit within the "
     "top k. Full ranking over all items, training and validation items masked.\n"
 )
 
@@ -164,11 +166,8 @@ def pfr_table(
     synthetic: Sequence[str] = (),
     provenance: Mapping | None = None,
 ) -> None:
-    """Mean and std over seeds per (dataset, model), and paired tests against LightGCN.
-
-    Tests pair users: each user's metric is first averaged over the seeds, then the model's and
-    LightGCN's per-user values are compared with a paired t-test and a Wilcoxon test.
-    """
+    """Mean and std over seeds per (dataset, model), and tests against LightGCN over seeds and
+    users (:mod:`llmrec.evaluation.significance`)."""
     spec = TableSpec(
         study=STUDY,
         columns=("dataset", "model"),
@@ -179,7 +178,6 @@ def pfr_table(
         unit_table="per_user",
         metrics=tuple(f"{m}@{k}" for k in ks for m in METRICS),
         note=NOTE,
-        wilcoxon=True,
         title="PFR study: test metrics of LightGCN, SGE and PFR",
     )
     write_study_table(input, output, spec, synthetic=synthetic, provenance=provenance)

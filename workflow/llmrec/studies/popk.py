@@ -41,6 +41,7 @@ from ..evaluation.diversity import (
     tail_share,
 )
 from ..evaluation.impressions import IMPRESSION_METRICS, impression_metrics
+from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
 from ..figures import save_png, seed_count, subplots
 from ..io import atomic_path, write_json
 from ..news import build_model
@@ -233,8 +234,9 @@ METRIC_ORDER = (*IMPRESSION_METRICS, *LIST_METRICS, *RUN_METRICS)
 
 NOTE = (
     "\nMean ± std over seeds on the dev impressions; in brackets the change against "
-    "popk = 0 (the usual in-impression sampler) of the same model and the paired t-test "
-    "p over impressions (values averaged over seeds). AUC, MRR, nDCG@5/10: MIND's "
+    "popk = 0 (the usual in-impression sampler) of the same model and the p-values. "
+    + SIGNIFICANCE_NOTE.format(units="impressions", unit="impression")
+    + " AUC, MRR, nDCG@5/10: MIND's "
     "impression metrics. Diversity and popularity of each impression's top 10: "
     "intra-list diversity by category and by MiniLM article embedding, coverage of the "
     "dev candidates, mean training clicks, share of tail articles (outside the top 20% "
@@ -277,8 +279,8 @@ def popk_table(
     synthetic: Sequence[str] = (),
     provenance: Mapping | None = None,
 ) -> None:
-    """Per (dataset, model, popk): mean and std over seeds, % change and paired p against
-    popk = 0 of the same model. Tests pair dev impressions (values averaged over seeds first);
+    """Per (dataset, model, popk): mean and std over seeds, % change and p against
+    popk = 0 of the same model, over seeds and dev impressions;
     coverage and Gini are one number per run and get no test."""
     write_study_table(input, output, TABLE, synthetic=synthetic, provenance=provenance)
 

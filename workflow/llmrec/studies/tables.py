@@ -4,8 +4,9 @@ Every training or evaluation run writes a ``summary.json`` with its keys (:func:
 study, dataset, model, variant, seed) and its test metrics (``test``), and a table of per-unit
 metrics (per user or per impression) for the paired tests. :func:`write_study_table` reads the
 runs (:func:`read_runs`), groups them by dataset, variant and model, gives each group's
-mean ± std over seeds, compares it with the study's baseline group (change in %, paired t-test
-and optionally Wilcoxon over units, each unit's value averaged over seeds first) and writes the
+mean ± std over seeds, compares it with the study's baseline group (change in %, and the test of
+:mod:`llmrec.evaluation.significance` over seeds and units, its p-values Holm-adjusted over the
+whole table) and writes the
 CSV, its markdown (every cell through :func:`cell`) and its HTML for the report (every metric,
 :func:`study_html`). A :class:`TableSpec` holds what differs between studies: column names and
 order, the baseline, the metrics, the note.
@@ -30,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..evaluation.significance import compare
+from ..evaluation.significance import compare, holm
 from ..io import read_json, write_csv, write_text
 from ..provenance import stamp
 
@@ -145,8 +146,13 @@ class Group:
     unit: str
 
     @cached_property
+    def unit_tables(self) -> list[pd.DataFrame]:
+        """Each run's (seed's) per-unit metrics."""
+        return [pd.read_parquet(r.units) for r in self.runs]
+
+    @cached_property
     def by_unit(self) -> pd.DataFrame:
-        return mean_over_seeds([pd.read_parquet(r.units) for r in self.runs], self.unit)
+        return mean_over_seeds(self.unit_tables, self.unit)
 
 
 @dataclass(frozen=True)
@@ -164,7 +170,8 @@ class TableSpec:
         unit: the per-unit tables' key column (``user_id``, ``impression_id``).
         unit_table: the input that lists the per-unit tables (``per_user``).
         metrics: the CSV's metrics, in order; each gets ``_std``, ``_change_%`` (when
-            ``change``), ``_p`` (paired t-test) and ``_wilcoxon_p`` (when ``wilcoxon``).
+            ``change``), ``_p`` (the seed-and-unit test against the baseline) and ``_p_holm``
+            (``_p`` adjusted by Holm over every test of the table).
         note: the markdown's closing paragraph.
         names: CSV names of ``columns`` where they differ (``{"variant": "popk"}``).
         labels: the markdown's headers where they differ from the CSV's.
@@ -174,7 +181,6 @@ class TableSpec:
         change: the change against the baseline, in % of the baseline's mean: of the means over
             seeds (``runs``), or of the means over units of the seed-averaged values (``units``,
             0 on the baseline's own row); ``None``: no change column.
-        wilcoxon: also a Wilcoxon signed-rank test.
         markdown_metrics: the markdown's metrics (default: all).
         annotate_if: a markdown cell gets its bracket (change, p) when this column of it
             (``p`` or ``change_%``) holds a value and the row is not the baseline's.
@@ -199,7 +205,6 @@ class TableSpec:
     variants: tuple[Variant, ...] | None = None
     run_metrics: tuple[str, ...] = ()
     change: Literal["runs", "units"] | None = None
-    wilcoxon: bool = False
     markdown_metrics: tuple[str, ...] | None = None
     annotate_if: Literal["p", "change_%"] = "p"
     title: str = ""
@@ -263,12 +268,11 @@ def _metric_cells(
             if base is None
             else _change(group.by_unit[metric].mean(), base.by_unit[metric].mean())
         )
-    test = {"t_p": np.nan, "wilcoxon_p": np.nan}
+    cells[f"{metric}_p"] = np.nan
     if not is_baseline and base is not None and metric not in spec.run_metrics:
-        test = compare(group.by_unit, base.by_unit, metric, key=spec.unit)
-    cells[f"{metric}_p"] = test["t_p"]
-    if spec.wilcoxon:
-        cells[f"{metric}_wilcoxon_p"] = test["wilcoxon_p"]
+        test = compare(group.unit_tables, base.unit_tables, metric, key=spec.unit)
+        cells[f"{metric}_p"] = test["p"]
+    cells[f"{metric}_p_holm"] = np.nan  # filled over the whole table by build_rows
     return cells
 
 
@@ -276,7 +280,7 @@ def build_rows(
     runs: Sequence[Run], spec: TableSpec, synthetic: Sequence[str] = ()
 ) -> list[tuple[dict[str, Any], bool]]:
     """Each table row (leading columns, ``seeds``, metric columns) and whether it is a
-    baseline row."""
+    baseline row; every p-value of the table Holm-adjusted together (``_p_holm``)."""
     groups = _groups(runs, spec)
     rows = []
     for key, group in groups.items():
@@ -292,33 +296,42 @@ def build_rows(
         for metric in spec.metrics:
             row |= _metric_cells(metric, group, base, is_baseline, spec)
         rows.append((row, is_baseline))
+    tests = [(row, m) for row, _ in rows for m in spec.metrics]
+    for (row, metric), adjusted in zip(tests, holm([row[f"{m}_p"] for row, m in tests])):
+        row[f"{metric}_p_holm"] = adjusted
     return rows
 
 
-def notes(change: float | None = None, p: float | None = None) -> str:
-    """``+12.3%, p=0.023``: the change against the baseline and the paired test's p; a NaN or
-    missing one is left out."""
+def notes(change: float | None = None, p: float | None = None, p_holm: float | None = None) -> str:
+    """``+12.3%, p=0.023, Holm p=0.18``: the change against the baseline, the test's p and its
+    Holm-adjusted p; a NaN or missing one is left out."""
     parts = [] if change is None or math.isnan(change) else [f"{change:+.1f}%"]
-    if p is not None and not math.isnan(p):
-        parts.append(f"p={p:.2g}")
+    for label, value in (("p", p), ("Holm p", p_holm)):
+        if value is not None and not math.isnan(value):
+            parts.append(f"{label}={value:.2g}")
     return ", ".join(parts)
 
 
-def cell(mean: float, std: float, change: float | None = None, p: float | None = None) -> str:
-    """``0.1234 ± 0.0056``, then in brackets the change against the baseline (``+12.3%``) and
-    the paired test's p (``p=0.023``) where given (:func:`notes`)."""
-    note = notes(change, p)
+def cell(
+    mean: float,
+    std: float,
+    change: float | None = None,
+    p: float | None = None,
+    p_holm: float | None = None,
+) -> str:
+    """``0.1234 ± 0.0056``, then in brackets what :func:`notes` gives where given."""
+    note = notes(change, p, p_holm)
     return f"{mean:.4f} ± {std:.4f}" + (f" ({note})" if note else "")
 
 
 def _annotation(
     row: Mapping[str, Any], metric: str, is_baseline: bool, spec: TableSpec
-) -> tuple[float | None, float | None]:
-    """The change and p a cell shows: none on the baseline's row or where ``annotate_if`` is
-    empty."""
+) -> tuple[float | None, float | None, float | None]:
+    """The change, p and Holm p a cell shows: none on the baseline's row or where
+    ``annotate_if`` is empty."""
     if is_baseline or math.isnan(row[f"{metric}_{spec.annotate_if}"]):
-        return None, None
-    return row.get(f"{metric}_change_%"), row[f"{metric}_p"]
+        return None, None, None
+    return row.get(f"{metric}_change_%"), row[f"{metric}_p"], row[f"{metric}_p_holm"]
 
 
 def markdown(rows: Sequence[tuple[Mapping[str, Any], bool]], spec: TableSpec) -> str:
@@ -444,8 +457,7 @@ def study_html(
     provenance: Mapping[str, str] | None = None,
 ) -> str:
     """Every metric of the table (not only the markdown's): mean ± std over seeds, under it the
-    change and paired p as in the markdown (and the Wilcoxon p where the study has it); the
-    baseline's rows shaded."""
+    change and the p-values as in the markdown; the baseline's rows shaded."""
     columns = list(dict.fromkeys([*spec.markdown_columns, "seeds"]))
     header = [spec.labels.get(c, c) for c in columns] + [metric_label(m) for m in spec.metrics]
     body = []
@@ -453,9 +465,6 @@ def study_html(
         cells: list[Cell] = [str(row[c]) for c in columns]
         for m in spec.metrics:
             note = notes(*_annotation(row, m, is_baseline, spec))
-            wilcoxon = row.get(f"{m}_wilcoxon_p", np.nan)
-            if spec.wilcoxon and not is_baseline and not math.isnan(wilcoxon):
-                note += f"{', ' if note else ''}Wilcoxon p={wilcoxon:.2g}"
             cells.append((cell(row[m], row[f"{m}_std"]), note))
         body.append(cells)
     table = html_table(header, body, baseline=[b for _, b in rows])
