@@ -11,7 +11,8 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 
 def write_interactions(path: Path, rows: list[tuple], behaviour: str = "rating") -> Path:
-    """rows: (user_id, item_id, timestamp[, rating[, behaviour]]) -> canonical interactions."""
+    """rows: (user_id, item_id, timestamp[, rating[, behaviour]]) -> canonical interactions, with
+    ``source_row`` the row's position in ``rows`` (the order of a source file)."""
     cols = list(zip(*rows))
     n = len(rows)
     table = pa.table(
@@ -21,6 +22,7 @@ def write_interactions(path: Path, rows: list[tuple], behaviour: str = "rating")
             "timestamp": pa.array(cols[2], pa.int64()),
             "behaviour": pa.array(cols[4] if len(cols) > 4 else [behaviour] * n, pa.string()),
             "rating": pa.array(cols[3] if len(cols) > 3 else [None] * n, pa.float32()),
+            "source_row": pa.array(range(n), pa.int64()),
         }
     )
     pq.write_table(table, path)

@@ -47,10 +47,22 @@ def test_defaults_are_filled_in():
         "k_core": 0,
         "min_rating": None,
         "behaviours": None,
-        "dedupe": False,
+        "dedupe": "first",
     }
     assert cfg["datasets"]["ml-100k"]["skip_malformed"] is False
     assert cfg["datasets"]["ml-100k"]["generator"] == {"seed": 0}
+
+
+def test_every_filtered_dataset_names_its_dedupe_policy():
+    """docs/datasets.md gives each dataset's reason; news datasets are not filtered."""
+    news = {name for name, spec in REGISTRY.items() if spec.kind == "news"}
+    datasets = _default()["datasets"]
+    assert news and news < set(datasets)
+    assert [
+        name
+        for name, settings in datasets.items()
+        if name not in news and settings.get("filter", {}).get("dedupe") is None
+    ] == []
 
 
 def test_generator_keys_are_the_generators_parameters():
@@ -76,6 +88,10 @@ def test_generator_keys_are_the_generators_parameters():
             "'five' is not of type",
         ),
         (lambda c: c["datasets"]["ml-100k"].update(source="ftp"), "'ftp' is not one of"),
+        (
+            lambda c: c["datasets"]["yelp"]["filter"].update(dedupe=True),
+            "True is not one of ['first', 'last', 'keep']",
+        ),
         (lambda c: c["datasets"]["ml-100k"].update(kcore=5), "'kcore' was unexpected"),
         (lambda c: c.update(seed=1.5), "1.5 is not of type 'integer'"),
         (lambda c: c["popk"]["nrms"].update(num_heads=4), "'num_heads' was unexpected"),

@@ -54,7 +54,7 @@ def test_k_core_that_empties_the_dataset_stops_with_the_key_to_change(tmp_path, 
         )
 
 
-def test_min_rating_behaviours_and_dedupe(tmp_path):
+def test_min_rating_behaviours_and_dedupe_per_behaviour(tmp_path):
     rows = [
         (0, 0, 1, 5.0, "view"),
         (0, 0, 2, 5.0, "buy"),
@@ -76,11 +76,12 @@ def test_min_rating_behaviours_and_dedupe(tmp_path):
     assert s["interactions"] == 3
     s = encode.filter_interactions(con, paths, _out(tmp_path, "b"), dataset="t", behaviours=["buy"])
     assert (s["users"], s["items"], s["interactions"]) == (1, 1, 1)
-    out = _out(tmp_path, "c")
-    s = encode.filter_interactions(con, paths, out, dataset="t", dedupe=True)
-    assert s["interactions"] == 3
-    kept = pq.read_table(out["interactions"]).to_pydict()
-    assert kept["behaviour"][:2] == ["view", "view"]  # user 0's first event on item 0 stays
+    # A view and a buy of the same item are two behaviours: dedupe keeps both.
+    for policy in ("first", "last", "keep"):
+        s = encode.filter_interactions(
+            con, paths, _out(tmp_path, policy), dataset="t", dedupe=policy
+        )
+        assert s["interactions"] == 4
 
 
 def test_leave_one_out_by_time(tmp_path):

@@ -42,6 +42,7 @@ def test_interactions(tmp_path):
         ("timestamp", "BIGINT", "YES", None, None, None),
         ("behaviour", "VARCHAR", "YES", None, None, None),
         ("rating", "FLOAT", "YES", None, None, None),
+        ("source_row", "BIGINT", "YES", None, None, None),
     ]
     rows = con.execute(
         "SELECT user_key, item_key, timestamp, behaviour, rating FROM raw_interactions "
@@ -194,4 +195,4 @@ def test_write_canonical(tmp_path):
     users = duckdb.sql(f"SELECT user_id, original_id FROM '{out['users']}'").fetchall()
     assert users == [(0, U1), (1, U3), (2, U2)]
     first = duckdb.sql(f"SELECT * FROM '{out['interactions']}' LIMIT 2").fetchall()
-    assert first == [(0, 2, 1378425600, "review", 4.0), (0, 3, 1386460800, "review", 3.0)]
+    assert first == [(0, 2, 1378425600, "review", 4.0, 2), (0, 3, 1386460800, "review", 3.0, 3)]

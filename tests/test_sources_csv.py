@@ -54,7 +54,9 @@ def load(raw_dir: Path, interactions: dict, items: dict | None = None, **options
 
 
 def events(con) -> list[tuple]:
-    return con.execute("SELECT * FROM raw_interactions ORDER BY ALL").fetchall()
+    return con.execute(
+        "SELECT * EXCLUDE (source_row) FROM raw_interactions ORDER BY ALL"
+    ).fetchall()
 
 
 def changed_copy(tmp_path: Path, name: str, line_no: int, text: str | None) -> Path:
@@ -87,6 +89,7 @@ def test_tab_and_comma_files_give_the_same_events(tmp_path):
         ("timestamp", "BIGINT"),
         ("behaviour", "VARCHAR"),
         ("rating", "FLOAT"),
+        ("source_row", "BIGINT"),
     ]
 
 
@@ -517,6 +520,7 @@ def test_the_data_target_builds_a_csv_dataset(tmp_path):
         "timestamp": 881251949,
         "behaviour": "rating",
         "rating": 2.0,
+        "source_row": 1,  # the first line after the header
     }
     items = pq.read_table(data / "canonical" / "items.parquet").to_pylist()
     assert [r["original_id"] for r in items] == [*map(str, range(101, 108)), "109", "108"]

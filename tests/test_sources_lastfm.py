@@ -52,7 +52,7 @@ def test_interactions_are_first_tag_times_of_tagged_pairs(tmp_path):
         ("listen", None)
     ]
     types = con.execute("SELECT column_type FROM (DESCRIBE raw_interactions)").fetchall()
-    assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT"]
+    assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT", "BIGINT"]
 
 
 def test_items_are_artists_with_their_most_used_tag(tmp_path):

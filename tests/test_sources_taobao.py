@@ -54,7 +54,7 @@ def test_time_window_keeps_start_and_drops_end(tmp_path):
     ).fetchone()[0]
     assert outside == 0
     types = con.execute("SELECT column_type FROM (DESCRIBE raw_interactions)").fetchall()
-    assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT"]
+    assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT", "BIGINT"]
 
 
 def test_items_are_the_distinct_kept_items(tmp_path):

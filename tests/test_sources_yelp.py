@@ -50,7 +50,7 @@ def test_interactions(tmp_path):
     )
     assert per_user == {Y1: 5, Y2: 5, Y3: 2}
     types = con.execute("SELECT column_type FROM (DESCRIBE raw_interactions)").fetchall()
-    assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT"]
+    assert [t[0] for t in types] == ["VARCHAR", "VARCHAR", "BIGINT", "VARCHAR", "FLOAT", "BIGINT"]
 
 
 def test_items_are_businesses_in_file_order(tmp_path):

@@ -4,8 +4,9 @@ A source parser (``llmrec.data.sources.<name>.load``) fills temporary duckdb tab
 source's own ids:
 
 - ``raw_interactions(user_key VARCHAR, item_key VARCHAR, timestamp BIGINT, behaviour VARCHAR,
-  rating FLOAT)``: one row per event; ``timestamp`` in Unix seconds, ``rating`` null where the
-  source has none;
+  rating FLOAT, source_row BIGINT)``: one row per event; ``timestamp`` in Unix seconds, ``rating``
+  null where the source has none, ``source_row`` the event's position in the source files (the
+  row it was read or derived from, increasing in reading order);
 - ``raw_items(item_key VARCHAR, ord BIGINT, title VARCHAR, category VARCHAR, description VARCHAR,
   ...)``: ``ord`` is the item's position in the source's item file; further columns are kept;
 - ``raw_users(user_key VARCHAR, ord BIGINT, ...)``, optional;
@@ -16,6 +17,11 @@ source's own ids:
 :func:`write_canonical` then gives users and items contiguous integer ids starting at 0 (in the
 source file's order, then by key for ids seen only in interactions) and writes four typed parquet
 files. The source ids are kept in ``original_id``.
+
+Events are ordered by user, time and ``source_row``: events of a user in the same second stay in
+the order the source lists them (RecBole's stable sort by time gives the same order). Breaking
+such ties by item id instead would put them in increasing id order, a pattern that sequence
+models learn and that leaks into leave-one-out test items (docs/datasets.md).
 """
 
 from __future__ import annotations
@@ -30,6 +36,14 @@ from ..io import atomic_path
 CANONICAL_TABLES = ("interactions", "items", "users", "impressions")
 
 REQUIRED_ITEM_COLUMNS = ("item_key", "ord", "title", "category", "description")
+REQUIRED_INTERACTION_COLUMNS = (
+    "user_key",
+    "item_key",
+    "timestamp",
+    "behaviour",
+    "rating",
+    "source_row",
+)
 
 
 class EmptyDatasetError(ValueError):
@@ -59,9 +73,13 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
     tables = _tables(con)
     if "raw_interactions" not in tables or "raw_items" not in tables:
         raise RuntimeError(f"{dataset}: the parser made no raw_interactions or raw_items table")
-    missing = [c for c in REQUIRED_ITEM_COLUMNS if c not in _columns(con, "raw_items")]
-    if missing:
-        raise RuntimeError(f"{dataset}: raw_items lacks the column(s) {missing}")
+    for table, required in (
+        ("raw_items", REQUIRED_ITEM_COLUMNS),
+        ("raw_interactions", REQUIRED_INTERACTION_COLUMNS),
+    ):
+        missing = [c for c in required if c not in _columns(con, table)]
+        if missing:
+            raise RuntimeError(f"{dataset}: {table} lacks the column(s) {missing}")
     dup = con.execute(
         "SELECT item_key FROM raw_items GROUP BY item_key HAVING count(*) > 1 LIMIT 1"
     ).fetchone()
@@ -113,10 +131,11 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
         con,
         """
         SELECT u.user_id, i.item_id, r.timestamp::BIGINT AS timestamp,
-               r.behaviour::VARCHAR AS behaviour, r.rating::FLOAT AS rating
+               r.behaviour::VARCHAR AS behaviour, r.rating::FLOAT AS rating,
+               r.source_row::BIGINT AS source_row
         FROM raw_interactions r
         JOIN user_ids u USING (user_key) JOIN item_ids i USING (item_key)
-        ORDER BY u.user_id, r.timestamp, i.item_id""",
+        ORDER BY u.user_id, r.timestamp, r.source_row""",
         out["interactions"],
     )
 

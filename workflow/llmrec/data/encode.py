@@ -21,6 +21,9 @@ from .canonical import EmptyDatasetError
 
 log = logging.getLogger(__name__)
 
+# filter.dedupe: which of a user's events on the same item (and behaviour) stays.
+DEDUPE_POLICIES = ("first", "last", "keep")
+
 
 def connect(
     memory_limit_mb: int | None = None, threads: int = 1, temp_dir: Path | None = None
@@ -63,15 +66,23 @@ def filter_interactions(
     k_core: int = 0,
     min_rating: float | None = None,
     behaviours: list[str] | None = None,
-    dedupe: bool = False,
+    dedupe: str = "first",
 ) -> dict:
-    """Keep events that pass the rating and behaviour filters, then apply the k-core.
+    """Keep events that pass the rating and behaviour filters, remove repeats, apply the k-core.
 
-    The k-core removes users and items with fewer than ``k_core`` events, repeatedly, until every
-    user and item left has at least ``k_core`` (P5 and OpenP5 use 5). With ``dedupe`` only a
-    user's first event per item is kept. Ids are then made contiguous again, in the order of the
-    canonical ids; ``original_id`` still holds the source's id.
+    ``dedupe`` says which of a user's events on the same item and behaviour stays: ``first``
+    (the earliest), ``last`` (the latest) or ``keep`` (all). With ``keep`` a pair can be both in
+    training and in a test split, where the model is never credited for it (training items are
+    masked in evaluation). Events are ordered by time, then ``source_row``. The k-core then
+    removes users and items with fewer than ``k_core`` events, repeatedly, until every user and
+    item left has at least ``k_core`` (P5 and OpenP5 use 5). Ids are then made contiguous again,
+    in the order of the canonical ids; ``original_id`` still holds the source's id.
     """
+    if dedupe not in DEDUPE_POLICIES:
+        raise ValueError(
+            f"datasets.{dataset}.filter.dedupe is {dedupe!r}; use one of "
+            f"{', '.join(DEDUPE_POLICIES)}"
+        )
     where = ["TRUE"]
     if min_rating is not None:
         where.append(f"rating >= {float(min_rating)}")
@@ -81,11 +92,14 @@ def filter_interactions(
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE kept AS
         SELECT * FROM read_parquet({_q(canonical["interactions"])}) WHERE {" AND ".join(where)}""")
-    if dedupe:
-        con.execute("""
+    if dedupe != "keep":
+        direction = "ASC" if dedupe == "first" else "DESC"
+        con.execute(f"""
             CREATE OR REPLACE TEMP TABLE kept AS
             SELECT * FROM kept
-            QUALIFY row_number() OVER (PARTITION BY user_id, item_id ORDER BY timestamp) = 1""")
+            QUALIFY row_number() OVER (
+                PARTITION BY user_id, item_id, behaviour
+                ORDER BY timestamp {direction}, source_row {direction}) = 1""")
     rounds = 0
     while k_core > 1:
         before = _count(con, "kept")
@@ -114,9 +128,10 @@ def filter_interactions(
     _copy(
         con,
         """
-        SELECT u.new AS user_id, i.new AS item_id, k.timestamp, k.behaviour, k.rating
+        SELECT u.new AS user_id, i.new AS item_id, k.timestamp, k.behaviour, k.rating,
+               k.source_row
         FROM kept k JOIN new_users u ON k.user_id = u.old JOIN new_items i ON k.item_id = i.old
-        ORDER BY user_id, timestamp, item_id""",
+        ORDER BY user_id, timestamp, source_row""",
         out["interactions"],
     )
     _copy(
@@ -146,20 +161,22 @@ def filter_interactions(
 
 
 def _events_by_user(interactions: Path) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-    """The events in (user, time, item) order, each user's first row, and each user's count.
+    """The events in (user, time, source row) order, each user's first row, and each user's
+    count.
 
-    The filter step writes events in that order, so this is a check, not a sort; a table in
-    another order is sorted here. Splits and sequences then need no database sort at all.
+    Events of a user in the same second keep the source's order (``source_row``), not item id
+    order. The filter step writes events in that order, so this is a check, not a sort; a table
+    in another order is sorted here. Splits and sequences then need no database sort at all.
     """
     table = pq.read_table(interactions)
     user = table.column("user_id").to_numpy()
     time = table.column("timestamp").to_numpy()
-    item = table.column("item_id").to_numpy()
+    row = table.column("source_row").to_numpy()
     key_order = (np.diff(user) > 0) | (
-        (np.diff(user) == 0) & ((np.diff(time) > 0) | ((np.diff(time) == 0) & (np.diff(item) >= 0)))
+        (np.diff(user) == 0) & ((np.diff(time) > 0) | ((np.diff(time) == 0) & (np.diff(row) > 0)))
     )
     if not key_order.all():
-        table = table.take(np.lexsort((item, time, user)))
+        table = table.take(np.lexsort((row, time, user)))
         user = table.column("user_id").to_numpy()
     starts = np.flatnonzero(np.r_[True, np.diff(user) != 0])
     counts = np.diff(np.r_[starts, len(user)])
@@ -180,7 +197,8 @@ def _write_split(table: pa.Table, code: np.ndarray, out: Path) -> None:
 def split_leave_one_out(interactions: Path, out: Path) -> None:
     """OpenP5's protocol: per user in time order, the last event is test, the one before validation.
 
-    Ties in time are broken by item id. Users with fewer than 3 events keep them all in training.
+    Ties in time keep the source's order. Users with fewer than 3 events keep them all in
+    training.
     """
     table, starts, counts = _events_by_user(interactions)
     code = np.zeros(table.num_rows, np.int8)
@@ -284,9 +302,10 @@ def build_graph(
 
 
 def build_sequences(interactions: Path, out: Path) -> None:
-    """Per user, the time-ordered items, times and behaviours as list columns.
+    """Per user, the time-ordered items, times and behaviours as list columns (ties in time in
+    the source's order).
 
-    Built from the (user, time, item)-ordered events by cutting at user boundaries: no
+    Built from the (user, time, source row)-ordered events by cutting at user boundaries: no
     aggregation, so memory is the table itself whatever the number of users.
     """
     table, starts, counts = _events_by_user(interactions)

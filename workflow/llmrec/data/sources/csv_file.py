@@ -259,7 +259,7 @@ def _events(con: duckdb.DuckDBPyConnection, raw_dir: Path, block: Mapping, skip:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_interactions AS
         SELECT "user" AS user_key, "item" AS item_key, seconds AS timestamp,
-               {behaviour} AS behaviour, rating_value AS rating
+               {behaviour} AS behaviour, rating_value AS rating, source_row
         FROM csv_events WHERE problem IS NULL""")
     con.execute("DROP TABLE csv_events")
 

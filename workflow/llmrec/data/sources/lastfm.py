@@ -12,6 +12,8 @@ Decisions, following the sequences that S3Rec and OpenP5 build from this dataset
   times) is not read: its pairs that the user never tagged have no time and are left out, and
   tagged pairs outside the user's 50 most played artists are kept. A handful of tag times in the
   real file are negative or decades early; they are kept as they are.
+- ``source_row`` is the line of that first tag. The file lists a user's tags by artist id, so
+  artists first tagged at the same time keep that order.
 - Items are all artists of ``artists.dat`` in file order: ``title`` is the name, ``category`` the
   tag most users gave the artist (ties: the smaller tag id; null without ``tags.dat`` or tags),
   no description; ``url`` is kept, the mostly dead ``pictureURL`` is not.
@@ -67,7 +69,8 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
         CREATE OR REPLACE TEMP TABLE raw_interactions AS
         SELECT user_id::VARCHAR AS user_key, artist_id::VARCHAR AS item_key,
                floor(min(timestamp_ms) / 1000)::BIGINT AS timestamp,
-               'listen' AS behaviour, NULL::FLOAT AS rating
+               'listen' AS behaviour, NULL::FLOAT AS rating,
+               first(rowid ORDER BY timestamp_ms, rowid) AS source_row
         FROM lastfm_tagged GROUP BY user_id, artist_id""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE raw_items AS

@@ -17,7 +17,8 @@ of the splits before it (train, dev, test): with MIND-small's 156,965 training i
 first dev impression becomes 156,966, and ``key - offset`` gives the id back.
 
 ``raw_interactions`` holds the clicks of the impression logs: one ``click`` per positive
-candidate, at the impression's time. The history clicks carry no timestamp (they happened
+candidate, at the impression's time, numbered (``source_row``) in the order of the impressions
+and of the candidates in each. The history clicks carry no timestamp (they happened
 before the logging period at unknown times), so they are no interactions; they stay in
 ``raw_impressions.history``.
 
@@ -225,7 +226,11 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
         ORDER BY ord""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE raw_interactions AS
-        SELECT user_key, unnest(list_filter(candidates, (c, i) -> labels[i] = 1)) AS item_key,
-               timestamp, 'click' AS behaviour, NULL::FLOAT AS rating
-        FROM raw_impressions WHERE labels IS NOT NULL""")
+        WITH shown AS (
+            SELECT impression_key, user_key, timestamp, unnest(candidates) AS item_key,
+                   unnest(labels) AS label, generate_subscripts(candidates, 1) AS position
+            FROM raw_impressions WHERE labels IS NOT NULL)
+        SELECT user_key, item_key, timestamp, 'click' AS behaviour, NULL::FLOAT AS rating,
+               row_number() OVER (ORDER BY impression_key, position) AS source_row
+        FROM shown WHERE label = 1""")
     con.execute("DROP TABLE mind_news")

@@ -14,6 +14,9 @@ Two routes give the same canonical tables:
 Item fields: ``title`` without the year, ``year`` from the title's last parenthesis (null where
 that is not a year, e.g. "(V)"), ``genres`` in MovieLens' order, ``category`` the first genre.
 RecBole splits titles the same way; its one typo ("unkonwn" for movie 267) is undone.
+
+``source_row`` is the rating's line in the ratings file (the wheel's ``.inter`` files list the
+ratings in the order of GroupLens' files, so both routes order ties alike).
 """
 
 from __future__ import annotations
@@ -237,7 +240,8 @@ def _load_recbole(con: duckdb.DuckDBPyConnection, inter: Path, skip: bool) -> No
 def _finish(con: duckdb.DuckDBPyConnection, ratings: str, users_query: str) -> None:
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_interactions AS
-        SELECT user AS user_key, item AS item_key, timestamp, 'rating' AS behaviour, rating
+        SELECT user AS user_key, item AS item_key, timestamp, 'rating' AS behaviour, rating,
+               rowid AS source_row
         FROM {ratings}""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE raw_items AS

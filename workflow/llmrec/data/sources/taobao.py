@@ -7,7 +7,7 @@ Decisions:
 
 - Behaviours are renamed ``view``, ``cart``, ``fav``, ``buy``; any other value, like a
   non-numeric id, makes the line malformed (the behaviour is read as an ENUM, so duckdb itself
-  names the line). There is no rating.
+  names the line). There is no rating. ``source_row`` is the event's line in the file.
 - Option ``time_window: [start, end]`` keeps events with ``start <= timestamp < end`` (the
   dataset's documented span is 2017-11-25 to 2017-12-03 China time, yet a few rows lie far
   outside); without it every row is kept.
@@ -54,7 +54,8 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_interactions AS
         SELECT user_id::VARCHAR AS user_key, item_id::VARCHAR AS item_key, timestamp,
-               CASE behaviour {renamed} END AS behaviour, NULL::FLOAT AS rating
+               CASE behaviour {renamed} END AS behaviour, NULL::FLOAT AS rating,
+               rowid AS source_row
         FROM taobao_events WHERE {kept}""")
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE raw_items AS

@@ -8,7 +8,8 @@
 
 Decisions:
 
-- Each review is a ``review`` event rated ``stars``, timed by ``date`` read as UTC.
+- Each review is a ``review`` event rated ``stars``, timed by ``date`` read as UTC;
+  ``source_row`` is its position among the review lines.
 - Items are all businesses in file order: ``title`` is the name, ``categories`` the list of
   categories and ``category`` the first one (both null when there are none), ``description`` is
   "city, state"; the business's average ``stars`` is kept.
@@ -155,7 +156,7 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
         CREATE OR REPLACE TEMP TABLE raw_interactions AS
         SELECT user_id AS user_key, business_id AS item_key,
                epoch(strptime(date, '{DATE_FORMAT}'))::BIGINT AS timestamp,
-               'review' AS behaviour, stars::FLOAT AS rating
+               'review' AS behaviour, stars::FLOAT AS rating, rowid AS source_row
         FROM yelp_reviews""")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE raw_items AS
