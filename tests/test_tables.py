@@ -13,7 +13,7 @@ from scipy import stats
 
 from llmrec.studies.arithmetic_report import arithmetic_table
 from llmrec.studies.pfr import pfr_table
-from llmrec.studies.popk import popk_table
+from llmrec.studies.popk import popk_table, variant_label
 from llmrec.studies.tables import (
     cell,
     dataset_table_html,
@@ -299,7 +299,13 @@ def test_popk_table(tmp_path):
         )
         if tail is not None:
             frame["tail_share"] = np.asarray(tail, float)
-        keys = run_keys(study="popk", dataset="news", model="nrms", variant=popk, seed=seed)
+        keys = run_keys(
+            study="popk",
+            dataset="news",
+            model="nrms",
+            variant=variant_label(popk, "add"),
+            seed=seed,
+        )
         return write_run(
             tmp_path / folder,
             keys,
@@ -324,8 +330,8 @@ def test_popk_table(tmp_path):
         + PROVENANCE
     )
     assert table[["dataset", "model", "popk", "seeds"]].values.tolist() == [
-        ["news", "nrms", 0, 2],
-        ["news", "nrms", 2, 2],
+        ["news", "nrms", "0", 2],
+        ["news", "nrms", "2 (add)", 2],
     ]
     base, top = table.iloc[0], table.iloc[1]
     # Impressions averaged over seeds: popk 0 [.3, .4, .6, .7], popk 2 [.5, .55, .75, .8].
@@ -360,7 +366,7 @@ def test_popk_table(tmp_path):
         "| dataset | model | popk | " + " | ".join(columns) + " |",
         "|---|---|---|" + "---|" * 10,
         "| news | nrms | 0 | " + " | ".join(base_cells) + " |",
-        "| news | nrms | 2 | " + " | ".join(top_cells) + " |",
+        "| news | nrms | 2 (add) | " + " | ".join(top_cells) + " |",
     ]
     assert lines[4] == "" and lines[5].startswith(
         "Mean ± std over seeds on the dev impressions; in brackets the change against popk = 0"
@@ -371,7 +377,7 @@ def test_popk_table(tmp_path):
         metric_label(m) for m in POPK_METRICS
     ]
     tested = f"0.6500 ± 0.0707 +30.0%, {p_text(p)}"
-    assert rows[2] == ["news", "nrms", "2", "2"] + [tested] * 6 + [
+    assert rows[2] == ["news", "nrms", "2 (add)", "2"] + [tested] * 6 + [
         f"0.6500 ± 0.0707 +30.0%, {p_text(p)}",  # avg_popularity
         "0.6500 ± 0.0707",  # tail_share: popk 0's mean is 0, as in the markdown
         tested,  # novelty
