@@ -207,6 +207,40 @@ def test_gini_of_equal_concentrated_and_intermediate_counts():
     assert gini(np.array([[1, 2], [2, -1], [2, -1]]), n_items=3) == pytest.approx(0.5)
 
 
+def test_gini_over_the_population_and_per_exposure():
+    # Items 0-2 can be recommended; 3-9 never could. Over the catalogue, the idle items make
+    # even an even spread look concentrated; over the population it is 0.
+    top = np.array([[0, 1], [2, 0], [1, 2]])
+    assert gini(top, n_items=10) > 0.6
+    assert gini(top, n_items=10, population=np.array([0, 1, 2])) == pytest.approx(0.0)
+    # Item 0 was shown twice as often and recommended twice as often: equal per showing.
+    top = np.array([[0], [0], [1], [2]])
+    exposure = np.array([4, 2, 2] + [0] * 7)
+    assert gini(top, 10, np.array([0, 1, 2])) > 0.1
+    assert gini(top, 10, np.array([0, 1, 2]), exposure) == pytest.approx(0.0)
+
+
+def test_random_ranker_low_and_concentrated_ranker_high_gini_of_dev_recommendations():
+    """The POPK table's Gini: a ranker that ignores the articles must score low, one that
+    always puts the same articles first high, on candidate lists skewed like MIND's."""
+    from llmrec.studies.popk import recommendation_gini
+
+    rng = np.random.default_rng(0)
+    n_items, shown = 5000, np.arange(400)  # most of the catalogue is never a dev candidate
+    weight = 1 / np.arange(1, len(shown) + 1)  # some candidates are shown far more often
+    lists = [
+        rng.choice(shown, int(rng.integers(15, 40)), replace=False, p=weight / weight.sum())
+        for _ in range(3000)
+    ]
+    random_top = np.array([rng.permutation(c)[:10] for c in lists])
+    favourite = rng.permutation(len(shown))  # one fixed preference order over the articles
+    concentrated = np.array([c[np.argsort(favourite[c])][:10] for c in lists])
+    assert recommendation_gini(random_top, lists, n_items) < 0.15
+    assert recommendation_gini(concentrated, lists, n_items) > 0.5
+    # Over the whole catalogue both looked alike (the old column).
+    assert gini(random_top, n_items) > 0.9 and gini(concentrated, n_items) > 0.9
+
+
 def test_intra_list_diversity_with_categories():
     categories = np.array(["a", "a", "b", "c"])
     top = np.array([[0, 1, 2], [0, 1, -1], [3, -1, -1]])

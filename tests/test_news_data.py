@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pytest
+import torch
 
 from llmrec.news.data import (
     PAD,
@@ -103,3 +107,26 @@ def test_minilm_word_vectors_average_wordpieces():
     assert vectors.shape == (4, 384)
     assert torch.count_nonzero(vectors[0]) == 0  # padding stays zero
     assert vectors[2].norm() > 0 and not torch.equal(vectors[2], vectors[3])
+
+
+def test_glove_word_vectors_read_a_glove_text_file():
+    from llmrec.studies.popk import glove_word_vectors
+
+    path = Path(__file__).parent / "fixtures" / "glove" / "tiny.3d.txt"
+    torch.manual_seed(0)
+    vectors = glove_word_vectors(["<pad>", "<unk>", "storm", "the", "rare", "."], path, 3)
+    assert vectors.shape == (6, 3)
+    assert vectors[0].tolist() == [0.0, 0.0, 0.0]  # padding
+    assert vectors[2].tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert vectors[3].tolist() == pytest.approx([1.0, 0.0, -1.0])  # "The", lower-cased
+    assert vectors[5].tolist() == pytest.approx([0.0, 0.0, 0.1])
+    assert 0 < vectors[4].abs().max() < 1  # not in the file: a small random vector
+    with pytest.raises(ValueError, match="line 1: expected a word and 4 numbers"):
+        glove_word_vectors(["<pad>", "<unk>"], path, 4)
+
+
+def test_missing_glove_file_is_one_sentence(tmp_path):
+    from llmrec.studies.popk import glove_word_vectors
+
+    with pytest.raises(FileNotFoundError, match=r"no GloVe file .*word_init: minilm"):
+        glove_word_vectors(["<pad>", "<unk>"], tmp_path / "glove.840B.300d.txt", 300)

@@ -339,3 +339,53 @@ def test_training_logs_the_batches_of_each_epoch(monkeypatch, caplog):
     train_news_model(model, features, imps, imps.users, k=2, epochs=2, batch_size=4)
     heads = [r.getMessage().split(" in ")[0] for r in caplog.records if r.name == "llmrec.progress"]
     assert heads == [f"epoch {e}/2: {b}/2 batches ({50 * b}%)" for e in (1, 2) for b in (1, 2)]
+
+
+@pytest.mark.parametrize("mode", ["add", "replace"])
+def test_training_with_popular_negatives_in_both_modes(mode):
+    """add trains a (1 + k + popk)-way softmax, replace a (k + 1)-way one; both learn."""
+    import numpy as np
+
+    from llmrec.news.data import NewsFeatures
+    from llmrec.news.sampling import Impressions, Popularity, sample_negatives
+    from llmrec.news.train import train_news_model
+
+    g = torch.Generator().manual_seed(0)
+    features = NewsFeatures(
+        title=tokens(N, 6, g).numpy(),
+        abstract=tokens(N, 7, g).numpy(),
+        category=np.arange(N) % CATEGORIES,
+        subcategory=np.arange(N) % SUBCATEGORIES,
+        vocab=["<pad>", "<unk>"] + [f"w{i}" for i in range(2, VOCAB)],
+        categories=[f"c{i}" for i in range(CATEGORIES)],
+    )
+    n = 12
+    imps = Impressions(
+        ids=np.arange(n),
+        users=np.arange(n) % USERS,
+        times=np.arange(n) * 3600,
+        offsets=np.arange(0, 5 * n + 1, 5),
+        candidates=np.array([(3 * i + j) % N for i in range(n) for j in range(5)]),
+        labels=np.tile(np.array([1, 0, 0, 0, 0], dtype=np.int8), n),
+        h_offsets=np.arange(0, 2 * n + 1, 2),
+        history=np.arange(2 * n) % N,
+    )
+    popularity = Popularity(*imps.clicks(), N, pool_size=N)
+    _, _, negatives, _ = sample_negatives(
+        imps, 2, 2, np.random.default_rng(0), popularity, mode=mode
+    )
+    assert negatives.shape[1] == (4 if mode == "add" else 2)
+    history = train_news_model(
+        make_model("nrms"),
+        features,
+        imps,
+        imps.users,
+        k=2,
+        popk=2,
+        popularity=popularity,
+        mode=mode,
+        epochs=1,
+        batch_size=4,
+        progress=False,
+    )
+    assert np.isfinite(history[0]["loss"]) and history[0]["samples"] == n

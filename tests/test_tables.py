@@ -14,7 +14,7 @@ import pytest
 from llmrec.evaluation.significance import holm, seed_user_test
 from llmrec.studies.arithmetic_report import arithmetic_table
 from llmrec.studies.pfr import pfr_table
-from llmrec.studies.popk import popk_table
+from llmrec.studies.popk import popk_table, variant_label
 from llmrec.studies.tables import (
     cell,
     dataset_table_html,
@@ -305,7 +305,13 @@ def test_popk_table(tmp_path):
         )
         if tail is not None:
             frame["tail_share"] = np.asarray(tail, float)
-        keys = run_keys(study="popk", dataset="news", model="nrms", variant=popk, seed=seed)
+        keys = run_keys(
+            study="popk",
+            dataset="news",
+            model="nrms",
+            variant=variant_label(popk, "add"),
+            seed=seed,
+        )
         return write_run(
             tmp_path / folder,
             keys,
@@ -330,8 +336,8 @@ def test_popk_table(tmp_path):
         + PROVENANCE
     )
     assert table[["dataset", "model", "popk", "seeds"]].values.tolist() == [
-        ["news", "nrms", 0, 2],
-        ["news", "nrms", 2, 2],
+        ["news", "nrms", "0", 2],
+        ["news", "nrms", "2 (add)", 2],
     ]
     base, top = table.iloc[0], table.iloc[1]
     popk2 = [[0.4, 0.6, 0.8, 1.0], [0.6, 0.5, 0.7, 0.6]]
@@ -368,7 +374,7 @@ def test_popk_table(tmp_path):
         "| dataset | model | popk | " + " | ".join(columns) + " |",
         "|---|---|---|" + "---|" * 10,
         "| news | nrms | 0 | " + " | ".join(base_cells) + " |",
-        "| news | nrms | 2 | " + " | ".join(top_cells) + " |",
+        "| news | nrms | 2 (add) | " + " | ".join(top_cells) + " |",
     ]
     assert lines[4] == "" and lines[5].startswith(
         "Mean ± std over seeds on the dev impressions; in brackets the change against popk = 0"
@@ -379,7 +385,7 @@ def test_popk_table(tmp_path):
         metric_label(m) for m in POPK_METRICS
     ]
     tested = f"0.6500 ± 0.0707 +30.0%, {p_text(p, p_holm)}"
-    assert rows[2] == ["news", "nrms", "2", "2"] + [tested] * 6 + [
+    assert rows[2] == ["news", "nrms", "2 (add)", "2"] + [tested] * 6 + [
         tested,  # avg_popularity
         "0.6500 ± 0.0707",  # tail_share: popk 0's mean is 0, as in the markdown
         tested,  # novelty

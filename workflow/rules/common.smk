@@ -28,6 +28,8 @@ if not Path(workflow.basedir).samefile(os.getcwd()):
             _dataset["path"] = in_checkout(_dataset.get("path") or f"resources/manual/{_name}")
         if _dataset.get("wheel_dir"):
             _dataset["wheel_dir"] = in_checkout(_dataset["wheel_dir"])
+    if config["popk"]["glove_path"]:
+        config["popk"]["glove_path"] = in_checkout(config["popk"]["glove_path"])
     for _key in ("wheel_dir", "prompts"):
         if config["llm"][_key]:
             config["llm"][_key] = in_checkout(config["llm"][_key])
@@ -79,10 +81,27 @@ NEWS = [d for d in DATASETS if get_spec(d).kind == "news"]
 _not_news = [d for d in config["popk"]["datasets"] if d not in NEWS]
 if _not_news:
     raise ValueError(f"config: popk.datasets {_not_news} are not news datasets (MIND format)")
-if max(config["popk"]["popk"], default=0) > config["popk"]["sampler"]["npratio"]:
+POPK_MODES = (
+    [config["popk"]["mode"]]
+    if isinstance(config["popk"]["mode"], str)
+    else list(config["popk"]["mode"])
+)
+if (
+    "replace" in POPK_MODES
+    and max(config["popk"]["popk"], default=0) > config["popk"]["sampler"]["npratio"]
+):
     raise ValueError(
         f"config: popk values {config['popk']['popk']} exceed "
-        f"popk.sampler.npratio = {config['popk']['sampler']['npratio']}"
+        f"popk.sampler.npratio = {config['popk']['sampler']['npratio']} (mode replace)"
+    )
+if (
+    config["popk"]["word_init"] == "glove"
+    and not Path(config["popk"]["glove_path"] or "").is_file()
+):
+    raise ValueError(
+        f"config: popk.word_init is glove but popk.glove_path ({config['popk']['glove_path']}) "
+        f"is no file; download glove.840B.300d.zip from https://nlp.stanford.edu/projects/glove/ "
+        f"and unzip it there, or set popk.word_init: minilm (offline)"
     )
 INTERACTION_DATASETS = [d for d in DATASETS if d not in NEWS]
 
@@ -97,6 +116,7 @@ wildcard_constraints:
     seed=r"\d+",
     news_model="nrms|naml|lstur",
     popk=r"\d+",
+    popk_mode="add|replace",
     texts=r"item_text|item_profiles|user_profiles_(loo|random)",
     p5_method="p5|precondition|task_vector",
     setting="seen|unseen",
@@ -260,14 +280,23 @@ def popk_values():
 
 
 def popk_runs(filename):
-    return expand(
-        "results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/{filename}",
+    """Every mode's runs; popk = 0 is the same sampler in both modes and runs once, as add."""
+    pattern = "results/popk/{dataset}/{news_model}/{popk_mode}/popk{popk}/seed{seed}/{filename}"
+    runs = dict(
         dataset=config["popk"]["datasets"],
         news_model=config["popk"]["models"],
-        popk=popk_values(),
         seed=config["popk"]["seeds"],
         filename=filename,
     )
+    baseline = expand(pattern, popk_mode="add", popk=0, **runs)
+    popular = [k for k in popk_values() if k > 0]
+    return baseline + expand(pattern, popk_mode=POPK_MODES, popk=popular, **runs)
+
+
+def popk_word_vectors(wildcards):
+    """The GloVe file where word_init is glove (a rule input, so a new file reruns)."""
+    cfg = config["popk"]
+    return {"glove": cfg["glove_path"]} if cfg["word_init"] == "glove" else {}
 
 
 def popk_model_settings(wildcards):

@@ -9,16 +9,17 @@ localrules:
 
 rule train_popk:
     input:
+        unpack(popk_word_vectors),
         split="results/data/{dataset}/split/mind.parquet",
         news="results/data/{dataset}/canonical/items.parquet",
         item_vectors="results/text/{dataset}/embeddings/item_text.npy",
     output:
-        per_impression="results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/per_impression.parquet",
-        summary="results/popk/{dataset}/{news_model}/popk{popk}/seed{seed}/summary.json",
+        per_impression="results/popk/{dataset}/{news_model}/{popk_mode}/popk{popk}/seed{seed}/per_impression.parquet",
+        summary="results/popk/{dataset}/{news_model}/{popk_mode}/popk{popk}/seed{seed}/summary.json",
     log:
-        "results/logs/popk/{dataset}/{news_model}/popk{popk}/seed{seed}.log",
+        "results/logs/popk/{dataset}/{news_model}/{popk_mode}/popk{popk}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/popk/{dataset}/{news_model}/popk{popk}/seed{seed}.tsv"
+        "results/benchmarks/popk/{dataset}/{news_model}/{popk_mode}/popk{popk}/seed{seed}.tsv"
     conda:
         TORCH_ENV
     threads: 1
@@ -28,6 +29,7 @@ rule train_popk:
     params:
         code=code_sha256("train_popk"),
         model=lambda wildcards: wildcards.news_model,
+        mode=lambda wildcards: wildcards.popk_mode,
         settings=popk_model_settings,
         word_init=config["popk"]["word_init"],
         sampler=config["popk"]["sampler"],
@@ -94,5 +96,6 @@ rule popk_figure:
         runtime=5,
     params:
         code=code_sha256("popk_figure"),
+        mode=POPK_MODES[0],
     script:
         "../scripts/run.py"

@@ -189,6 +189,21 @@ REGISTRY: dict[str, DatasetSpec] = {
         _mind("mind-small", "small", ("train", "dev")),
         _mind("mind-large", "large", ("train", "dev", "test")),
         DatasetSpec(
+            name="adressa",
+            kind="news",
+            parser="adressa",
+            homepage="https://reclab.idi.ntnu.no/dataset/",
+            licence="Adressa (NTNU and Adresseavisen): CC BY-NC-SA 4.0, non-commercial research",
+            files=(
+                SourceFile(
+                    "one_week.tar.gz",
+                    "https://reclab.idi.ntnu.no/dataset/one_week.tar.gz",
+                    extract=True,
+                ),
+            ),
+            notes="one_week/2017010[1-7]: one JSON event per line; impressions built from reads",
+        ),
+        DatasetSpec(
             name="synthetic-news",
             kind="news",
             parser="mind",

@@ -39,24 +39,47 @@ def coverage(top: np.ndarray, n_items: int) -> float:
     return len(np.unique(items[mask])) / n_items
 
 
-def gini(top: np.ndarray, n_items: int) -> float:
-    """Gini coefficient of how often each of the ``n_items`` items is recommended.
+def gini(
+    top: np.ndarray,
+    n_items: int,
+    population: np.ndarray | None = None,
+    exposure: np.ndarray | None = None,
+) -> float:
+    """Gini coefficient of how often each item is recommended.
 
-    With the counts of ALL items (never-recommended ones as 0) sorted ascending,
-    x_1 <= ... <= x_n:
+    With the values x of the population's items sorted ascending, x_1 <= ... <= x_n:
 
         G = sum_i (2i - n - 1) x_i / (n sum_i x_i)
 
-    0 when every item is recommended equally often, (n - 1) / n when every recommendation is
-    the same item. With no recommendation at all the counts are equal and G is 0.
+    0 when every item gets the same value, (n - 1) / n when one item gets everything.
+
+    Args:
+        top: ``[n_users, k]`` recommended items (-1 padding).
+        n_items: items in the catalogue.
+        population: the items that could be recommended (e.g. the candidates of the evaluated
+            impressions); default all ``n_items``. Items outside it that can never be
+            recommended would otherwise count as never recommended and push G towards 1
+            whatever the ranker does.
+        exposure: per item of the catalogue, how often it could have been recommended (e.g.
+            the number of impressions that showed it). Given, x is an item's recommendations
+            per exposure, so a ranker that ignores the items scores near 0 even when the
+            candidate lists themselves favour some items; items with no exposure are left out.
+
+    With no recommendation at all the values are equal and G is 0.
     """
     items, mask = _valid(top)
-    counts = np.sort(np.bincount(items[mask], minlength=n_items)).astype(np.float64)
-    if counts.sum() == 0:
+    counts = np.bincount(items[mask], minlength=n_items).astype(np.float64)
+    keep = np.ones(n_items, bool) if population is None else np.isin(np.arange(n_items), population)
+    if exposure is not None:
+        exposure = np.asarray(exposure, dtype=np.float64)
+        keep &= exposure > 0
+        counts = np.divide(counts, exposure, out=np.zeros(n_items), where=exposure > 0)
+    values = np.sort(counts[keep])
+    if values.sum() == 0:
         return 0.0
-    n = len(counts)
+    n = len(values)
     weights = 2 * np.arange(1, n + 1) - n - 1
-    return float((weights * counts).sum() / (n * counts.sum()))
+    return float((weights * values).sum() / (n * values.sum()))
 
 
 def intra_list_diversity(

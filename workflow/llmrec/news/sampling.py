@@ -2,34 +2,47 @@
 
 Training in the MIND literature pairs each clicked article of an impression with ``k`` (npratio)
 articles of the same impression that were shown but not clicked, and trains a (k+1)-way softmax.
-POPK intervenes in that sampling: ``popk`` of the ``k`` negatives are replaced by *popular*
-articles, which compete for the user's attention whether or not they were in the impression.
+POPK (Azevedo et al., 2024, https://arxiv.org/abs/2407.09939) asks what if, at the impression's
+time t, the popular articles P(t, popk) had competed for the click too, shown or not. Two modes:
 
-Popularity (no future leakage): an article's clicks in the training log during
-``[t0 - window, t0)``, where ``t0`` is the start of the ``step``-long time bucket (default one hour)
-that holds the impression's time. Only clicks strictly before that bucket count, so nothing at or
-after the impression is used; the hour's lag keeps the computation to one ranking per bucket.
-``window=None`` counts every earlier click. The ``pool_size`` most-clicked articles (ties: lower
-article id first) form the pool popular negatives are drawn from, uniformly or in proportion to
-their clicks (``weighting``).
+- ``add`` (the paper's): the ``k`` impression negatives plus ``popk`` popular ones, a
+  (1 + k + popk)-way softmax;
+- ``replace``: ``popk`` of the ``k`` impression negatives are replaced by popular ones, a
+  (k+1)-way softmax (fewer real shown-but-unclicked negatives).
 
-Rules, per training sample (one clicked article of one impression):
+Popularity at t, from training clicks only and nothing at or after t: with ``t0`` the start of
+the ``step``-long time bin (default one hour) that holds t,
 
-- popular negatives exclude the articles the user clicked (the impression's clicks and the
-  user's history) and the impression's own candidates, so they are always new competitors;
-  when fewer than ``popk`` pool articles remain, the rest come from the impression;
-- in-impression negatives: ``k - popk`` drawn without replacement from the impression's
-  non-clicked candidates; an impression with fewer than that is sampled *with replacement*.
-  Microsoft Recommenders' MIND iterator (``newsample``) and the PyTorch ports of it pad such
-  samples with a blank article instead; sampling with replacement keeps every negative a real
-  article, so the model is never trained to rank an empty title last;
-- a clicked article whose impression has no non-clicked candidate is dropped when in-impression
-  negatives are needed (``k - popk > 0``); their number is returned.
+- ``acc`` (accumulated): the clicks in ``[t0 - window, t0)``, ``window=None``: all earlier clicks;
+- ``ptb`` (per time bin): the clicks of the latest complete bin, ``[t0 - step, t0)``. The paper
+  counts the current bin; its clicks up to t are a leak-free alternative we do not use, because
+  it needs one ranking per impression instead of one per bin.
 
-With ``popk = 0`` this is the plain sampler (:func:`plain_negatives`). With ``popk > 0`` and the
-same seed, a click whose impression has at least ``k`` negatives keeps the first ``k - popk`` of
-the plain sampler's negatives and gets popular articles in place of the rest: the counterfactual
-is the replacement alone (tested).
+An article's popularity is its number of clicks (``measure="clicks"``) or its click ratio, clicks
+over the times it was shown in training impressions in the same period (``"ratio"``; only
+articles shown at least ``min_impressions`` times there count, so that one click of one showing
+is not the most popular article). Ties: more clicks, then the lower article id first. The
+``pool_size`` most popular articles form the pool.
+
+Popular negatives (``selection``): the ``popk`` most popular allowed pool articles (``top``, the
+paper's top-popk at t), or ``popk`` drawn from the allowed pool (``sample``), uniformly or in
+proportion to their popularity (``weighting``). Allowed: not one of the impression's candidates,
+not in the user's history field, and not an article the user clicked anywhere in the training
+log at or before t. When fewer than ``popk`` pool articles are allowed, the rest come from the
+impression's non-clicked candidates.
+
+In-impression negatives: drawn without replacement from the impression's non-clicked candidates;
+an impression with fewer is sampled *with replacement*. Microsoft Recommenders' MIND iterator
+(``newsample``) and the PyTorch ports of it pad such samples with a blank article instead;
+sampling with replacement keeps every negative a real article, so the model is never trained to
+rank an empty title last. A click whose impression has no non-clicked candidate is dropped
+(their number is returned).
+
+With ``popk = 0`` this is the plain sampler (:func:`plain_negatives`) in both modes. With the
+same seed, ``add`` keeps all ``k`` of the plain sampler's negatives and appends popular ones;
+``replace`` keeps the first ``k - popk`` of them (for an impression with at least ``k``
+negatives) and puts popular ones in place of the rest: the counterfactual is the intervention
+alone (tested).
 """
 
 from __future__ import annotations
@@ -39,7 +52,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-WEIGHTINGS = ("uniform", "clicks")
+MODES = ("add", "replace")
+LOGICS = ("acc", "ptb")
+MEASURES = ("clicks", "ratio")
+SELECTIONS = ("top", "sample")
+WEIGHTINGS = ("uniform", "popularity")
 
 
 @dataclass
@@ -92,17 +109,26 @@ class Impressions:
         clicked = self.labels > 0
         return self.times[row[clicked]], self.candidates[clicked]
 
+    def shown(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, articles)`` of every candidate shown, clicked or not."""
+        return np.repeat(self.times, self.sizes()), self.candidates
+
 
 class Popularity:
-    """Most-clicked articles before each impression's time bucket (see the module docstring).
+    """The most popular articles before each impression's time bin (see the module docstring).
 
     Args:
         click_times: time of every training click.
         click_items: article of every training click.
         n_items: articles in the catalogue.
-        window: seconds of clicks that count, or None for all earlier clicks.
-        step: bucket length in seconds (default 3600).
-        pool_size: articles in each bucket's pool (default 100).
+        logic: ``acc`` (clicks in ``window`` before the bin) or ``ptb`` (clicks of the previous
+            bin); default ``acc``.
+        window: seconds of clicks that ``acc`` counts, or None for all earlier clicks.
+        step: bin length in seconds (default 3600).
+        pool_size: articles in each bin's pool (default 100).
+        measure: ``clicks`` or ``ratio`` (clicks over showings; needs ``shown_times`` and
+            ``shown_items``, :meth:`Impressions.shown`).
+        min_impressions: showings an article needs in the period to be ranked by ``ratio``.
     """
 
     def __init__(
@@ -111,40 +137,82 @@ class Popularity:
         click_items: np.ndarray,
         n_items: int,
         *,
+        logic: str = "acc",
         window: int | None = None,
         step: int = 3600,
         pool_size: int = 100,
+        measure: str = "clicks",
+        shown_times: np.ndarray | None = None,
+        shown_items: np.ndarray | None = None,
+        min_impressions: int = 1,
     ) -> None:
         if step < 1 or pool_size < 1 or (window is not None and window < 1):
             raise ValueError("step, pool_size and window must be at least 1")
-        order = np.argsort(click_times, kind="stable")
-        self.times = np.asarray(click_times)[order]
-        self.items = np.asarray(click_items)[order]
-        self.n_items, self.window, self.step, self.pool_size = n_items, window, step, pool_size
+        if logic not in LOGICS:
+            raise ValueError(f"logic must be one of {LOGICS}, got {logic!r}")
+        if measure not in MEASURES:
+            raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+        if measure == "ratio" and (shown_times is None or shown_items is None):
+            raise ValueError("measure 'ratio' needs shown_times and shown_items")
+        self.times, self.items = _by_time(click_times, click_items)
+        if measure == "ratio":
+            self.shown_times, self.shown_items = _by_time(shown_times, shown_items)
+        self.n_items, self.pool_size = n_items, pool_size
+        self.logic, self.window, self.step = logic, window, step
+        self.measure, self.min_impressions = measure, min_impressions
 
     def bucket_start(self, times: np.ndarray) -> np.ndarray:
         return (np.asarray(times) // self.step) * self.step
 
+    def _period(self, t0: int) -> tuple[int | None, int]:
+        if self.logic == "ptb":
+            return t0 - self.step, t0
+        return (None if self.window is None else t0 - self.window), t0
+
     def counts_before(self, t0: int) -> np.ndarray:
-        """Clicks per article in ``[t0 - window, t0)``."""
-        hi = np.searchsorted(self.times, t0, side="left")
-        lo = 0 if self.window is None else np.searchsorted(self.times, t0 - self.window, "left")
-        return np.bincount(self.items[lo:hi], minlength=self.n_items)
+        """Clicks per article in the period the logic counts before bin start ``t0``."""
+        return _count(self.times, self.items, *self._period(t0), self.n_items)
+
+    def scores_before(self, t0: int) -> np.ndarray:
+        """Popularity per article before bin start ``t0``: clicks, or clicks / showings (0
+        where an article was shown fewer than ``min_impressions`` times)."""
+        clicks = self.counts_before(t0).astype(np.float64)
+        if self.measure == "clicks":
+            return clicks
+        shown = _count(self.shown_times, self.shown_items, *self._period(t0), self.n_items)
+        ranked = shown >= max(self.min_impressions, 1)
+        return np.where(ranked, clicks / np.maximum(shown, 1), 0.0)
 
     def pools(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Pool articles and their click counts for each time: two ``[len(times), pool_size]``
-        arrays, most clicked first; -1 (count 0) where fewer articles were clicked."""
+        """Pool articles and their popularity for each time: two ``[len(times), pool_size]``
+        arrays, most popular first; -1 (popularity 0) where fewer articles were popular."""
         starts = self.bucket_start(times)
         buckets, inverse = np.unique(starts, return_inverse=True)
         pool = np.full((len(buckets), self.pool_size), -1, dtype=np.int64)
-        weight = np.zeros((len(buckets), self.pool_size), dtype=np.int64)
+        weight = np.zeros((len(buckets), self.pool_size), dtype=np.float64)
         for b, t0 in enumerate(buckets):
-            counts = self.counts_before(int(t0))
-            clicked = np.flatnonzero(counts)
-            top = clicked[np.lexsort((clicked, -counts[clicked]))][: self.pool_size]
+            scores = self.scores_before(int(t0))
+            clicks = self.counts_before(int(t0))
+            popular = np.flatnonzero(scores > 0)
+            order = np.lexsort((popular, -clicks[popular], -scores[popular]))
+            top = popular[order][: self.pool_size]
             pool[b, : len(top)] = top
-            weight[b, : len(top)] = counts[top]
+            weight[b, : len(top)] = scores[top]
         return pool[inverse], weight[inverse]
+
+
+def _by_time(times: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(times, kind="stable")
+    return np.asarray(times)[order], np.asarray(items)[order]
+
+
+def _count(
+    times: np.ndarray, items: np.ndarray, lo: int | None, hi: int, n_items: int
+) -> np.ndarray:
+    """Events per article with time in ``[lo, hi)`` (``lo`` None: from the start)."""
+    end = np.searchsorted(times, hi, side="left")
+    begin = 0 if lo is None else np.searchsorted(times, lo, side="left")
+    return np.bincount(items[begin:end], minlength=n_items)
 
 
 def _positives(imps: Impressions) -> tuple[np.ndarray, np.ndarray]:
@@ -200,14 +268,25 @@ def sample_negatives(
     rng: np.random.Generator,
     popularity: Popularity | None = None,
     weighting: str = "uniform",
+    *,
+    mode: str = "add",
+    selection: str = "sample",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """``k`` negatives per click, ``popk`` of them popular articles (module docstring).
+    """``k`` impression negatives per click and ``popk`` popular ones, added to them or in
+    place of the last ``popk`` of them (``mode``; module docstring).
 
-    Returns ``(impression index [P], clicked article [P], negatives [P, k], dropped clicks)``;
-    each row's negatives hold the popular ones last.
+    Returns ``(impression index [P], clicked article [P], negatives [P, n], dropped clicks)``
+    with ``n = k + popk`` (add) or ``k`` (replace); each row's negatives hold the popular ones
+    last.
     """
-    if not 0 <= popk <= k or k < 1:
-        raise ValueError(f"need 0 <= popk <= k and k >= 1, got k={k}, popk={popk}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if selection not in SELECTIONS:
+        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    if k < 1 or popk < 0 or (mode == "replace" and popk > k):
+        raise ValueError(
+            f"need k >= 1 and 0 <= popk (<= k in replace mode), got k={k}, popk={popk}"
+        )
     if popk and popularity is None:
         raise ValueError("popk > 0 needs a Popularity")
     if weighting not in WEIGHTINGS:
@@ -215,31 +294,64 @@ def sample_negatives(
     rows, positives = _positives(imps)
     neg_offsets, neg_values = _negatives_of(imps)
     has_negatives = np.diff(neg_offsets)[rows] > 0
+    n_impression = k - popk if mode == "replace" else k
     dropped = 0
-    if k - popk > 0:
+    if n_impression > 0:
         dropped = int((~has_negatives).sum())
         rows, positives = rows[has_negatives], positives[has_negatives]
-    in_impression = _draw(neg_offsets, neg_values, rows, k - popk, rng)
+    in_impression = _draw(neg_offsets, neg_values, rows, n_impression, rng)
     if popk == 0:
         return rows, positives, in_impression, dropped
 
     pool, weight = popularity.pools(imps.times[rows])
-    allowed = pool >= 0
-    # Exclusions: the user's clicks (history and this impression) and the impression's candidates.
-    seen_offsets, seen_values = _seen(imps)
-    allowed &= ~_member(pool, rows, seen_offsets, seen_values)
-    keys = rng.random(pool.shape)
-    if weighting == "clicks":  # weighted sampling without replacement (exponential keys)
-        keys = -np.log(keys) / np.maximum(weight, 1)
+    allowed = (pool >= 0) & ~_member(pool, rows, *_seen(imps))
+    allowed &= ~_clicked_by_then(imps, rows, pool)
+    if selection == "top":  # the most popular allowed articles, in pool order
+        keys = np.broadcast_to(np.arange(pool.shape[1], dtype=np.float64), pool.shape).copy()
+    else:
+        keys = rng.random(pool.shape)
+        if weighting == "popularity":  # weighted sampling without replacement (exponential keys)
+            keys = -np.log(keys) / np.where(weight > 0, weight, np.finfo(float).tiny)
     keys[~allowed] = np.inf
     take = np.argsort(keys, axis=1, kind="stable")[:, :popk]
     popular = np.take_along_axis(pool, take, axis=1)
     missing = ~np.take_along_axis(allowed, take, axis=1)
-    if missing.any():  # too few pool articles left: fill from the impression
+    if popular.shape[1] < popk:  # a pool smaller than popk
+        pad = np.full((len(rows), popk - popular.shape[1]), -1, dtype=np.int64)
+        popular = np.concatenate([popular, pad], axis=1)
+        missing = np.concatenate([missing, np.ones(pad.shape, bool)], axis=1)
+    # Too few pool articles allowed: fill from the impression; a click whose impression has
+    # nothing to fill with (replace mode with popk = k only) is dropped.
+    unfillable = missing.any(axis=1) & ~(np.diff(neg_offsets)[rows] > 0)
+    if unfillable.any():
+        dropped += int(unfillable.sum())
+        keep = ~unfillable
+        rows, positives, in_impression = rows[keep], positives[keep], in_impression[keep]
+        popular, missing = popular[keep], missing[keep]
+    if missing.any():
         need = np.flatnonzero(missing.any(axis=1))
         fill = _draw(neg_offsets, neg_values, rows[need], popk, rng)
         popular[need] = np.where(missing[need], fill, popular[need])
     return rows, positives, np.concatenate([in_impression, popular], axis=1), dropped
+
+
+def _clicked_by_then(imps: Impressions, rows: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """``pool[j, c]`` was clicked by the user of impression ``rows[j]`` in any training
+    impression at or before its time (the history field is checked apart)."""
+    _, user_of = np.unique(imps.users, return_inverse=True)
+    click_row = np.repeat(np.arange(len(imps)), imps.sizes())[imps.labels > 0]
+    if not len(click_row):
+        return np.zeros(pool.shape, bool)
+    n_items = int(max(pool.max(initial=0), imps.candidates.max(initial=0))) + 1
+    keys = user_of[click_row].astype(np.int64) * n_items + imps.candidates[imps.labels > 0]
+    order = np.lexsort((imps.times[click_row], keys))
+    keys, times = keys[order], imps.times[click_row][order]
+    unique, start = np.unique(keys, return_index=True)
+    first = times[start]  # each (user, article)'s first click
+    query = user_of[rows][:, None].astype(np.int64) * n_items + np.maximum(pool, 0)
+    found = np.searchsorted(unique, query).clip(max=len(unique) - 1)
+    hit = (unique[found] == query) & (pool >= 0)
+    return hit & (first[found] <= imps.times[rows][:, None])
 
 
 def _seen(imps: Impressions) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,8 @@
 
 Training follows the MIND reference implementations: a fixed number of epochs; each epoch
 draws new negatives for every click (:func:`~llmrec.news.sampling.sample_negatives`, POPK's
-popular ones included), shuffles the samples and trains the (k+1)-way softmax with Adam.
+popular ones included), shuffles the samples and trains the softmax over each click and its
+negatives ((k+1)-way, or (1+k+popk)-way with POPK's added popular negatives) with Adam.
 Scoring encodes every article once, then each impression's user from its history, and scores
 the impression's candidates by dot product.
 """
@@ -32,6 +33,8 @@ def train_news_model(
     popk: int = 0,
     popularity: Popularity | None = None,
     weighting: str = "uniform",
+    mode: str = "add",
+    selection: str = "sample",
     epochs: int = 2,
     batch_size: int = 64,
     lr: float = 1e-4,
@@ -44,7 +47,8 @@ def train_news_model(
 
     Args:
         users: model user id of each impression (``data.user_numbering``).
-        k, popk, popularity, weighting: the sampler's settings (``sample_negatives``).
+        k, popk, popularity, weighting, mode, selection: the sampler's settings
+            (``sample_negatives``).
         epochs, batch_size, lr: the optimisation (Adam).
         history_len: latest history articles fed to the user encoder.
         seed: seeds the samples' negatives and order (torch is seeded by the caller).
@@ -58,7 +62,7 @@ def train_news_model(
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         rows, positives, negatives, dropped = sample_negatives(
-            imps, k, popk, rng, popularity, weighting
+            imps, k, popk, rng, popularity, weighting, mode=mode, selection=selection
         )
         order = rng.permutation(len(rows))
         model.train()

@@ -1,9 +1,11 @@
-"""The POPK study: news recommenders trained with popk of their k negatives made popular.
+"""The POPK study: news recommenders trained with popk popular articles as extra negatives.
 
-One run = (dataset, model, popk, seed): train on the dataset's training impressions with the
-POPK sampler, score the dev impressions, and save per impression MIND's accuracy metrics and the
-diversity and popularity of the impression's top 10 (:func:`train_popk`). The table compares
-every popk with popk = 0, the usual sampler, of the same model (:func:`popk_table`).
+One run = (dataset, model, mode, popk, seed): popular negatives added to the k impression
+negatives (``add``, the paper's) or in place of popk of them (``replace``). Train on the
+dataset's training impressions with the POPK sampler, score the dev impressions, and save per
+impression MIND's accuracy metrics and the diversity and popularity of the impression's top 10
+(:func:`train_popk`). The table compares every popk with popk = 0, the usual sampler, of the
+same model (:func:`popk_table`).
 
 Diversity of a top-10 list (the impression's 10 highest-scored candidates):
 
@@ -14,7 +16,9 @@ Diversity of a top-10 list (the impression's 10 highest-scored candidates):
   them outside the 20% most-clicked articles; ``novelty``: mean ``-log2`` of the share of
   training users who clicked them;
 - over all lists of a run: ``coverage`` (distinct listed articles over distinct dev candidates)
-  and ``gini`` of how often each article is listed.
+  and ``gini`` of how often each dev candidate is listed per impression that showed it
+  (:func:`recommendation_gini`; over the dev candidates, not the catalogue, so that a ranker
+  that ignores the articles scores near 0).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,6 +93,44 @@ def minilm_word_vectors(vocab: list[str], model: str = "all-MiniLM-L6-v2") -> to
     return vectors
 
 
+def glove_word_vectors(vocab: list[str], path: str | Path, dim: int) -> torch.Tensor:
+    """Each word's vector from a GloVe text file (``word v1 ... v_dim`` per line, as Stanford's
+    glove.840B.300d.txt); words it lacks get N(0, 0.1) draws (torch's generator, seeded by the
+    caller), padding zeros. Words are looked up as written, then lower-cased."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"popk.glove_path: there is no GloVe file {path}; download glove.840B.300d.zip "
+            f"from https://nlp.stanford.edu/projects/glove/, unzip it there, or set "
+            f"popk.word_init: minilm (offline)"
+        )
+    index = {w: i for i, w in enumerate(vocab)}
+    vectors = torch.randn(len(vocab), dim) * 0.1
+    vectors[0] = 0
+    found = np.zeros(len(vocab), bool)
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            # The word may contain spaces (glove.840B has some): the vector is the last dim.
+            parts = line.rstrip("\n").rsplit(" ", dim)
+            if len(parts) != dim + 1:
+                raise ValueError(f"{path}: line {lineno}: expected a word and {dim} numbers")
+            for word in (parts[0], parts[0].lower()):
+                i = index.get(word)
+                if i is not None and i > 1 and not found[i]:
+                    vectors[i] = torch.tensor([float(x) for x in parts[1:]])
+                    found[i] = True
+    log.info("GloVe vectors for %d of %d words from %s", found.sum(), len(vocab) - 2, path)
+    return vectors
+
+
+def recommendation_gini(top: np.ndarray, candidates: Sequence[np.ndarray], n_items: int) -> float:
+    """Gini of how often each dev candidate is recommended per impression that showed it
+    (:func:`~llmrec.evaluation.diversity.gini` over the candidates, per exposure)."""
+    shown = np.concatenate([np.asarray(c) for c in candidates])
+    exposure = np.bincount(shown, minlength=n_items)
+    return gini(top, n_items, population=np.unique(shown), exposure=exposure)
+
+
 def list_metrics(
     top: np.ndarray,
     features: NewsFeatures,
@@ -118,12 +161,17 @@ def train_popk(
     sampler: Mapping,
     data: Mapping,
     train: Mapping,
+    mode: str = "add",
     word_init: str = "random",
     device: str = "auto",
     progress: bool = True,
     threads: int = 1,
 ) -> None:
-    """Train one (model, popk, seed) on the training impressions; evaluate on dev ones."""
+    """Train one (model, mode, popk, seed) on the training impressions; evaluate on dev ones.
+
+    ``mode``: popular negatives added to the k impression negatives or in place of popk of them
+    (``sample_negatives``); popk = 0 is the same plain sampler in both. ``word_init``: random,
+    minilm or glove (the GloVe text file ``input["glove"]``)."""
     popk, seed = int(popk), int(seed)
     torch.set_num_threads(threads)
     init_seed(seed)
@@ -150,6 +198,10 @@ def train_popk(
                 f"set popk.{model}.word_dim to {word_vectors.shape[1]} "
                 f"(it is {settings.get('word_dim')})"
             )
+    elif word_init == "glove":
+        if not input.get("glove"):
+            raise ValueError("popk.word_init: glove needs popk.glove_path, the GloVe text file")
+        word_vectors = glove_word_vectors(features.vocab, input["glove"], int(settings["word_dim"]))
     train_users = user_numbering(train_imps.users, train_imps.users)
     test_users = user_numbering(train_imps.users, test_imps.users)
     net = build_model(
@@ -162,15 +214,21 @@ def train_popk(
         word_vectors=word_vectors,
     )
     click_times, click_items = train_imps.clicks()
+    shown_times, shown_items = train_imps.shown()
     hours = 3600
     window = sampler.get("window_hours")
     popularity = Popularity(
         click_times,
         click_items,
         len(features.title),
+        logic=sampler["logic"],
         window=None if window is None else int(window * hours),
         step=int(sampler["step_hours"] * hours),
         pool_size=sampler["pool_size"],
+        measure=sampler["measure"],
+        shown_times=shown_times,
+        shown_items=shown_items,
+        min_impressions=sampler["min_impressions"],
     )
     start = time.perf_counter()
     history = train_news_model(
@@ -182,6 +240,8 @@ def train_popk(
         popk=popk,
         popularity=popularity,
         weighting=sampler["weighting"],
+        mode=mode,
+        selection=sampler["selection"],
         epochs=train["epochs"],
         batch_size=train["batch_size"],
         lr=train["lr"],
@@ -212,21 +272,37 @@ def train_popk(
     with atomic_path(output["per_impression"]) as tmp:
         pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), tmp)
     shown = np.unique(test_imps.candidates)
+    dev_lists = np.split(test_imps.candidates, test_imps.offsets[1:-1])
+    variant = variant_label(popk, mode)
     summary = {
-        **run_keys(study=STUDY, dataset=dataset, model=model, variant=popk, seed=seed),
+        **run_keys(study=STUDY, dataset=dataset, model=model, variant=variant, seed=seed),
         "popk": popk,
+        "mode": mode,
         "device": str(dev),
         "train_seconds": train_seconds,
         "history": history,
         "test": {
             **frame.drop(columns="impression_id").mean().to_dict(),
             "coverage": coverage(top, len(shown)),
-            "gini": gini(top, len(features.title)),
+            "gini": recommendation_gini(top, dev_lists, len(features.title)),
         },
         "impressions": {"train": len(train_imps), "dev": len(test_imps)},
     }
     write_json(output["summary"], summary)
-    log.info("%s popk=%d seed=%d: %s", model, popk, seed, summary["test"])
+    log.info("%s %s seed=%d: %s", model, variant, seed, summary["test"])
+
+
+def variant_label(popk: int, mode: str) -> str:
+    """The table's popk cell: ``0`` (the plain sampler, the same in both modes) or e.g.
+    ``2 (add)``; labels sort by popk, then mode."""
+    return "0" if popk == 0 else f"{popk} ({mode})"
+
+
+def parse_variant(label) -> tuple[int, str | None]:
+    """``(popk, mode)`` of a table's popk cell (a bare number: no mode)."""
+    text = str(label)
+    number, _, rest = text.partition(" ")
+    return int(float(number)), (rest.strip("()") or None)
 
 
 METRIC_ORDER = (*IMPRESSION_METRICS, *LIST_METRICS, *RUN_METRICS)
@@ -236,18 +312,21 @@ NOTE = (
     "\nMean ± std over seeds on the dev impressions; in brackets the change against "
     "popk = 0 (the usual in-impression sampler) of the same model and the p-values. "
     + SIGNIFICANCE_NOTE.format(units="impressions", unit="impression")
-    + " AUC, MRR, nDCG@5/10: MIND's "
+    + " popk: popular negatives per click, "
+    "added to the k impression negatives (add, the paper's) or in place of popk of them "
+    "(replace). AUC, MRR, nDCG@5/10: MIND's "
     "impression metrics. Diversity and popularity of each impression's top 10: "
     "intra-list diversity by category and by MiniLM article embedding, coverage of the "
     "dev candidates, mean training clicks, share of tail articles (outside the top 20% "
-    "by clicks), novelty (-log2 of the share of training users who clicked).\n"
+    "by clicks), novelty (-log2 of the share of training users who clicked), Gini of how "
+    "often each dev candidate is recommended per impression that showed it.\n"
 )
 TABLE = TableSpec(
     study=STUDY,
     columns=("dataset", "model", "variant"),
     markdown_columns=("dataset", "model", "popk"),
     models=MODELS,
-    baseline={"variant": 0},
+    baseline={"variant": "0"},
     unit="impression_id",
     unit_table="per_impression",
     metrics=METRIC_ORDER,
@@ -292,12 +371,16 @@ def popk_figure(
     diversity: str = "ild_category",
     accuracy: str = "auc",
     tradeoff: str = "ndcg@10",
+    mode: str = "add",
 ) -> None:
     """Per dataset, one line per model: the diversity change (%) against popk = 0 by popk; the
     accuracy by popk; the trade-off, the change of ``tradeoff`` (an accuracy) against the
     change of diversity, one point per popk. Error bars: the std over seeds (of a change: in %
-    of the popk = 0 mean)."""
-    table = pd.read_csv(input["table"])
+    of the popk = 0 mean). One sampler ``mode`` (popk = 0 and that mode's rows)."""
+    table = pd.read_csv(input["table"], dtype={"popk": str})
+    parsed = [parse_variant(v) for v in table["popk"]]
+    table["popk"] = [k for k, _ in parsed]
+    table = table[[m in (None, mode) for _, m in parsed]]
     datasets = list(dict.fromkeys(table["dataset"]))
     fig, axes = subplots(
         len(datasets),
@@ -353,7 +436,7 @@ def popk_figure(
         ax_acc.set_title(f"{dataset}\nAccuracy: {acc}", fontsize=10)
         ax_acc.set_ylabel(f"dev {acc}")
         for ax in (ax_div, ax_acc):
-            ax.set_xlabel("popk (popular negatives among the k negatives)")
+            ax.set_xlabel(f"popk (popular negatives per click, {mode} mode)")
             ax.set_xticks(popks)
         ax_trade.set_title(f"{dataset}\nTrade-off: {trade} against {div}", fontsize=10)
         ax_trade.set_xlabel(f"{div}, change against popk = 0 (%)")
@@ -366,7 +449,8 @@ def popk_figure(
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper right", ncol=len(labels), frameon=False)
     fig.suptitle(
-        f"POPK study: dev metrics by popk, mean ± std over {seed_count(table['seeds'])}",
+        f"POPK study ({mode} mode): dev metrics by popk, mean ± std over "
+        f"{seed_count(table['seeds'])}",
         fontsize=11,
     )
     save_png(fig, output["figure"])
