@@ -14,6 +14,7 @@ from llmrec.p5.arithmetic import (
     apply_task_vector,
     arithmetic_examples,
     number_similarity,
+    split_facts,
     task_vector,
 )
 
@@ -80,6 +81,81 @@ def test_examples_are_deterministic_given_seed():
 
     assert run(3) == run(3)
     assert run(3) != run(4)
+
+
+def fact(question: str) -> tuple[int, int]:
+    """The fact (smaller number, difference) a question states, whatever its form."""
+    form, operands, truth = solve(question)
+    if form == "add":
+        return operands[0], operands[1]
+    if form == "sub":
+        return truth, operands[1]
+    return min(operands[0], truth), 1
+
+
+def split(low=1001, high=1400, max_operand=10, share=0.1, seed=0):
+    return split_facts(
+        low, high, max_operand=max_operand, share=share, rng=np.random.default_rng(seed)
+    )
+
+
+def test_held_out_problems_are_never_trained_on_in_any_form():
+    held_out = split()
+    kwargs = dict(low=1001, high=1400, max_operand=10, held_out=held_out)
+    train = arithmetic_examples(20_000, forms=FORMS, rng=np.random.default_rng(1), **kwargs)
+    test = arithmetic_examples(
+        2_000, forms=FORMS, rng=np.random.default_rng(2), part="held_out", **kwargs
+    )
+    held_facts = {(int(x), d) for d, xs in held_out.items() for x in xs}
+    for form in FORMS:
+        trained = {q for q, _ in train if solve(q)[0] == form}
+        tested = {q for q, _ in test if solve(q)[0] == form}
+        assert len(trained) > 300 and len(tested) > 30  # not vacuous
+        assert not trained & tested  # no held-out problem's source string was trained on
+        assert all(fact(q) in held_facts for q in tested)
+        assert not any(fact(q) in held_facts for q in trained)
+    # The same fact in another form is held out too: "1200 + 3" held out means "1203 - 3" is.
+    assert not {fact(q) for q, _ in train} & {fact(q) for q, _ in test}
+    for question, answer in test:
+        assert answer == str(solve(question)[2])
+
+
+def test_the_held_out_share_of_facts_per_difference():
+    held_out = split(low=1001, high=1400, max_operand=10, share=0.1)
+    assert sorted(held_out) == list(range(1, 11))
+    for d, xs in held_out.items():
+        n_d = 1400 - d - 1001 + 1
+        assert len(xs) == round(0.1 * n_d) and len(set(xs)) == len(xs)
+        assert xs.min() >= 1001 and xs.max() + d <= 1400
+    assert all(np.array_equal(held_out[d], split()[d]) for d in held_out)  # seeded
+    assert not all(np.array_equal(held_out[d], split(seed=1)[d]) for d in held_out)
+
+
+def test_a_tiny_range_keeps_a_fact_on_each_side_where_it_can():
+    held_out = split(low=1001, high=1003, max_operand=5, share=0.01)
+    # d = 1: facts 1001+1, 1002+1: one held out, one trained; d = 2: the lone fact trains.
+    assert len(held_out[1]) == 1 and len(held_out[2]) == 0
+    kwargs = dict(low=1001, high=1003, max_operand=5, held_out=held_out)
+    test = arithmetic_examples(
+        50, forms=FORMS, rng=np.random.default_rng(0), part="held_out", **kwargs
+    )
+    assert {fact(q) for q, _ in test} == {(int(held_out[1][0]), 1)}
+    with pytest.raises(ValueError, match="no facts"):
+        arithmetic_examples(
+            5,
+            low=1001,
+            high=1002,
+            forms=["next"],
+            rng=np.random.default_rng(0),
+            held_out=split(low=1001, high=1002, share=0.5),
+            part="held_out",
+        )
+
+
+@pytest.mark.parametrize("share", [0, 1, -0.1])
+def test_held_out_share_is_validated(share):
+    with pytest.raises(ValueError, match="held-out share"):
+        split(share=share)
 
 
 class Tiny(nn.Module):
@@ -154,3 +230,19 @@ def test_number_similarity():
         number_similarity(embeddings, [1])
     with pytest.raises(ValueError, match="0..3"):
         number_similarity(embeddings, [0, 4])
+
+
+def test_the_studys_held_out_problems_are_not_among_its_training_problems():
+    from llmrec.studies.arithmetic import _arithmetic_examples, held_out_problems
+
+    index = [str(n) for n in range(1001, 1501)]
+    task = {"forms": list(FORMS), "examples": 5_000, "max_operand": 10, "held_out": 0.1}
+    for seed in (0, 1):
+        trained = {
+            q for epoch in range(3) for q, _ in _arithmetic_examples(task, index, seed, epoch)
+        }
+        tested = held_out_problems(task, index, seed)
+        assert len(tested) == 256
+        for form in FORMS:
+            of_form = {q for q, _ in tested if solve(q)[0] == form}
+            assert of_form and not of_form & trained, form

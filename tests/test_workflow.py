@@ -358,7 +358,7 @@ def test_arithmetic_table_figure_and_cooccurrence(arithmetic_built):
 
     tables = arithmetic_built / "results" / "tables"
     table = pd.read_csv(tables / "arithmetic.csv")
-    methods = ["P5", "pre-conditioning", "task vector", "SASRec"]
+    methods = ["P5", "pre-conditioning", "task vector", "SASRec", "SASRec + ordered pre-training"]
     assert table[["setting", "method"]].values.tolist() == [
         [s, m] for s in ("seen", "unseen") for m in methods
     ]
@@ -377,8 +377,10 @@ def test_arithmetic_table_figure_and_cooccurrence(arithmetic_built):
     assert cooc["indexing"].tolist() == ["sequential", "random"]
     assert cooc["cooccur"].between(0, 1).all() and (cooc["pairs"] > 0).all()
     embeddings = pd.read_csv(tables / "arithmetic_embeddings.csv")
-    assert embeddings["model"].nunique() == 5
+    assert embeddings["model"].nunique() == 8  # five T5 weight sets, three SASRec ones
     assert embeddings["mean_cosine"].between(-1, 1).all()
+    assert embeddings["ordered_triples"].between(0, 1).all()
+    assert (embeddings["adjacent_distance"] > 0).all()
     png = (arithmetic_built / "results" / "figures" / "arithmetic_embeddings.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     arithmetic = json.loads(

@@ -60,6 +60,7 @@ RULES: dict[str, str] = {
     "p5_task_vector": "llmrec.studies.arithmetic",
     "evaluate_p5": "llmrec.studies.arithmetic",
     "train_sasrec": "llmrec.studies.arithmetic",
+    "train_sasrec_ordered": "llmrec.studies.arithmetic",
     "arithmetic_table": "llmrec.studies.arithmetic_report",
     "arithmetic_embeddings": "llmrec.studies.arithmetic_report",
     "arithmetic_cooccurrence": "llmrec.studies.arithmetic_report",

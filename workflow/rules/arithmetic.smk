@@ -1,5 +1,6 @@
 # The arithmetic study: P5 (T5 over item-ID text) plain, pre-conditioned on arithmetic, and
-# edited with an arithmetic task vector; SASRec beside them -> results/tables/arithmetic.csv.
+# edited with an arithmetic task vector; SASRec, plain and with ordered pre-training, beside
+# them -> results/tables/arithmetic.csv.
 
 
 # Tables and figures take seconds: no cluster job for them.
@@ -197,6 +198,7 @@ rule train_sasrec:
     output:
         per_user="results/arithmetic/{dataset}/sasrec/seed{seed}/per_user.parquet",
         summary="results/arithmetic/{dataset}/sasrec/seed{seed}/summary.json",
+        weights="results/arithmetic/{dataset}/sasrec/seed{seed}/weights.pt",
     log:
         "results/logs/arithmetic/{dataset}/sasrec/seed{seed}.log",
     benchmark:
@@ -210,6 +212,36 @@ rule train_sasrec:
     params:
         code=code_sha256("train_sasrec"),
         sasrec=config["arithmetic"]["sasrec"],
+        ks=config["arithmetic"]["evaluation"]["ks"],
+        device=config["arithmetic"]["device"],
+    script:
+        "../scripts/run.py"
+
+
+rule train_sasrec_ordered:
+    input:
+        sequences="results/data/{dataset}/sequences.parquet",
+        item_table="results/data/{dataset}/filtered/items.parquet",
+        index="results/arithmetic/{dataset}/index.parquet",
+    output:
+        per_user="results/arithmetic/{dataset}/sasrec_ordered/seed{seed}/per_user.parquet",
+        summary="results/arithmetic/{dataset}/sasrec_ordered/seed{seed}/summary.json",
+        weights="results/arithmetic/{dataset}/sasrec_ordered/seed{seed}/weights.pt",
+        pretrained="results/arithmetic/{dataset}/sasrec_ordered/seed{seed}/pretrained.pt",
+    log:
+        "results/logs/arithmetic/{dataset}/sasrec_ordered/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/arithmetic/{dataset}/sasrec_ordered/seed{seed}.tsv"
+    conda:
+        TORCH_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        code=code_sha256("train_sasrec_ordered"),
+        sasrec=config["arithmetic"]["sasrec"],
+        ordered=config["arithmetic"]["sasrec_ordered"],
         ks=config["arithmetic"]["evaluation"]["ks"],
         device=config["arithmetic"]["device"],
     script:

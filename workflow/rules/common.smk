@@ -314,7 +314,8 @@ def p5_train_input(wildcards):
 
 
 def arithmetic_runs(filename):
-    """Every evaluation of the table: P5 variants x prompt setting, and SASRec."""
+    """Every evaluation of the table: P5 variants x prompt setting, and SASRec with and without
+    ordered pre-training."""
     a = config["arithmetic"]
     p5 = expand(
         "results/arithmetic/{dataset}/{p5_method}/seed{seed}/{setting}/{filename}",
@@ -325,8 +326,9 @@ def arithmetic_runs(filename):
         filename=filename,
     )
     sasrec = expand(
-        "results/arithmetic/{dataset}/sasrec/seed{seed}/{filename}",
+        "results/arithmetic/{dataset}/{sasrec}/seed{seed}/{filename}",
         dataset=a["datasets"],
+        sasrec=["sasrec", "sasrec_ordered"],
         seed=a["seeds"],
         filename=filename,
     )
@@ -334,14 +336,19 @@ def arithmetic_runs(filename):
 
 
 def arithmetic_figure_input(wildcards):
-    """The first dataset and seed's weights: start, arithmetic, and the three P5 variants."""
+    """The first dataset and seed's weights: start, arithmetic, the three P5 variants, SASRec,
+    and SASRec after ordered pre-training and after its training; the index that numbers the
+    items."""
     ds, seed = config["arithmetic"]["datasets"][0], config["arithmetic"]["seeds"][0]
     root = f"results/arithmetic/{ds}"
+    trained = ("p5", "precondition", "task_vector", "sasrec", "sasrec_ordered")
     return {
         "tokenizer": f"{root}/tokenizer",
+        "index": f"{root}/index.parquet",
         "base": f"{root}/init/seed{seed}/base.pt",
         "arithmetic": f"{root}/arithmetic/seed{seed}/arithmetic.pt",
-        **{m: f"{root}/{m}/seed{seed}/weights.pt" for m in ("p5", "precondition", "task_vector")},
+        "sasrec_pretrained": f"{root}/sasrec_ordered/seed{seed}/pretrained.pt",
+        **{m: f"{root}/{m}/seed{seed}/weights.pt" for m in trained},
     }
 
 

@@ -29,23 +29,64 @@ def _check_forms(forms: Sequence[str]) -> None:
         )
 
 
-def _question(
-    form: str, low: int, high: int, max_operand: int, rng: np.random.Generator
-) -> tuple[str, int]:
-    """One question of ``form`` whose operand and answer lie in ``[low, high]``."""
-    if form in ("add", "sub"):
-        # The small operand is at most the range's width, so some first operand always fits.
-        b = int(rng.integers(1, min(max_operand, high - low) + 1))
-        if form == "add":
-            a = int(rng.integers(low, high - b + 1))
-            return f"What is {a} + {b} ?", a + b
-        a = int(rng.integers(low + b, high + 1))
-        return f"What is {a} - {b} ?", a - b
+def _differences(low: int, high: int, max_operand: int) -> range:
+    """The differences ``d`` a fact ``x + d = y`` can have: the second operand of add and sub
+    is at most the range's width, so some first operand always fits; next and previous are
+    ``d = 1``."""
+    return range(1, min(max_operand, high - low) + 1)
+
+
+def split_facts(
+    low: int, high: int, *, max_operand: int, share: float, rng: np.random.Generator
+) -> dict[int, np.ndarray]:
+    """Facts ``x + d = x + d`` held out of arithmetic training, so that accuracy is measured on
+    problems never trained on.
+
+    A fact is the pair (x, d) of its smaller number ``x`` and difference ``d``; every form
+    that states it is held out with it: "x + d", "(x+d) - d", and for ``d = 1`` "after x" and
+    "before x+1". For each ``d``, ``round(share * n_d)`` of its ``n_d`` facts are held out, at
+    least one and at most ``n_d - 1`` where ``n_d >= 2`` (a lone fact stays in training).
+
+    Args:
+        low: smallest number.
+        high: largest number; must exceed ``low``.
+        max_operand: largest difference of add and sub.
+        share: share of the facts held out, in ``(0, 1)``.
+        rng: the generator; the split depends only on its state.
+
+    Returns:
+        ``held_out[d]``: the sorted smaller numbers ``x`` of the held-out facts with difference
+        ``d``, for every ``d`` in ``1 .. min(max_operand, high - low)``.
+    """
+    _check_range(low, high, max_operand)
+    if not 0 < share < 1:
+        raise ValueError(f"the held-out share of arithmetic facts must lie in (0, 1), got {share}")
+    held_out = {}
+    for d in _differences(low, high, max_operand):
+        n_d = high - d - low + 1
+        count = 0 if n_d < 2 else min(max(round(share * n_d), 1), n_d - 1)
+        held_out[d] = np.sort(low + rng.choice(n_d, size=count, replace=False))
+    return held_out
+
+
+def _check_range(low: int, high: int, max_operand: int) -> None:
+    if high <= low:
+        raise ValueError(
+            f"arithmetic needs a range with at least two numbers, got low={low}, high={high}"
+        )
+    if max_operand < 1:
+        raise ValueError(f"need max_operand >= 1, got {max_operand}")
+
+
+def _question(form: str, x: int, d: int) -> tuple[str, int]:
+    """The question of ``form`` that states the fact ``x + d = x + d``, and its answer."""
+    if form == "add":
+        return f"What is {x} + {d} ?", x + d
+    if form == "sub":
+        return f"What is {x + d} - {d} ?", x
     if form == "next":
-        a = int(rng.integers(low, high))
-        return f"What number comes after {a} ?", a + 1
-    a = int(rng.integers(low + 1, high + 1))
-    return f"What number comes before {a} ?", a - 1
+        return f"What number comes after {x} ?", x + 1
+    return f"What number comes before {x + 1} ?", x
 
 
 def arithmetic_examples(
@@ -56,13 +97,16 @@ def arithmetic_examples(
     forms: Sequence[str],
     rng: np.random.Generator,
     max_operand: int = 100,
+    held_out: Mapping[int, np.ndarray] | None = None,
+    part: str = "train",
 ) -> list[tuple[str, str]]:
     """``n`` (question, answer) pairs over the numbers ``low .. high``.
 
     Each pair draws its form uniformly from ``forms``: ``"add"`` ("What is 1234 + 17 ?" ->
     "1251"), ``"sub"`` ("What is 1234 - 17 ?" -> "1217"), ``"next"`` ("What number comes after
     1234 ?" -> "1235") or ``"previous"`` ("What number comes before 1234 ?" -> "1233"). The
-    first operand and the answer always lie in ``[low, high]``; numbers are whole words.
+    first operand and the answer always lie in ``[low, high]``; numbers are whole words. Add and
+    sub draw the second operand uniformly, then the first uniformly among those that fit.
 
     Args:
         n: number of pairs.
@@ -71,18 +115,37 @@ def arithmetic_examples(
         forms: which question forms to draw from (names in :data:`FORMS`).
         rng: the generator; the result depends only on its state.
         max_operand: largest second operand of ``"add"`` and ``"sub"``. (default: :obj:`100`)
+        held_out: the held-out facts of :func:`split_facts` (same range and ``max_operand``), or
+            ``None``: every fact may be drawn. (default: :obj:`None`)
+        part: with ``held_out``, ``"train"`` draws only the other facts, ``"held_out"`` only
+            these. (default: :obj:`"train"`)
     """
     _check_forms(forms)
-    if high <= low:
+    _check_range(low, high, max_operand)
+    if n < 0:
+        raise ValueError(f"need n >= 0, got n={n}")
+    if part not in ("train", "held_out"):
+        raise ValueError(f"part must be 'train' or 'held_out', got {part!r}")
+    facts = {}  # per difference, the smaller numbers that may be drawn
+    for d in _differences(low, high, max_operand):
+        x = np.arange(low, high - d + 1)
+        if held_out is not None:
+            chosen = np.isin(x, held_out[d])
+            x = x[chosen] if part == "held_out" else x[~chosen]
+        if len(x):
+            facts[d] = x
+    differences = sorted(facts)
+    if not differences or (1 not in facts and {"next", "previous"} & set(forms)):
         raise ValueError(
-            f"arithmetic needs a range with at least two numbers, got low={low}, high={high}"
+            f"the {part} part has no facts for the forms {list(forms)} over {low}..{high}; "
+            "hold out a larger share or widen the range"
         )
-    if n < 0 or max_operand < 1:
-        raise ValueError(f"need n >= 0 and max_operand >= 1, got n={n}, max_operand={max_operand}")
     examples = []
     for _ in range(n):
         form = forms[int(rng.integers(len(forms)))]
-        question, answer = _question(form, low, high, max_operand, rng)
+        d = 1 if form in ("next", "previous") else differences[int(rng.integers(len(differences)))]
+        x = int(facts[d][int(rng.integers(len(facts[d])))])
+        question, answer = _question(form, x, d)
         examples.append((question, str(answer)))
     return examples
 

@@ -12,9 +12,12 @@ One function per rule of ``workflow/rules/arithmetic.smk``:
   (Ilharco et al. 2023, https://arxiv.org/abs/2212.04089);
 - :func:`evaluate_p5`: constrained beam search over valid IDs, hit and NDCG at k on the
   leave-one-out test item, with seen or unseen prompt templates;
-- :func:`train_sasrec`: SASRec on the same split, the classic reference row.
+- :func:`train_sasrec`: SASRec on the same split, the classic reference row;
+- :func:`train_sasrec_ordered`: SASRec first pre-trained on runs of consecutive item numbers
+  (ordered item embeddings), then trained as SASRec.
 
-The runs the table reads are the evaluations (:func:`evaluate_p5`, :func:`train_sasrec`); their
+The runs the table reads are the evaluations (:func:`evaluate_p5`, :func:`train_sasrec`,
+:func:`train_sasrec_ordered`); their
 summaries record the study, dataset, model (the method), variant (the prompt setting, none for
 SASRec) and seed. The table, the embedding figure and the co-occurrence table are in
 :mod:`llmrec.studies.arithmetic_report`.
@@ -38,7 +41,7 @@ from ..device import resolve_device
 from ..evaluation.ranking import ranking_metrics, summarize
 from ..io import atomic_path, save_weights, write_json
 from ..models.sasrec import SASRec
-from ..p5.arithmetic import apply_task_vector, arithmetic_examples, task_vector
+from ..p5.arithmetic import apply_task_vector, arithmetic_examples, split_facts, task_vector
 from ..p5.decoding import Trie, recommend
 from ..p5.indexing import build_index, read_index, write_index
 from ..p5.model import P5, build_t5, collate
@@ -46,7 +49,7 @@ from ..p5.prompts import evaluation_examples, templates, training_examples
 from ..p5.tokenizer import load_tokenizer, pretrained_tokenizer, train_tokenizer
 from ..p5.train import train_seq2seq
 from ..training.seed import init_seed
-from ..training.sequential import evaluate_sasrec, fit_sasrec
+from ..training.sequential import evaluate_sasrec, fit_sasrec, pretrain_ordered
 from .tables import run_keys
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ log = logging.getLogger(__name__)
 STUDY = "arithmetic"
 
 HELD_OUT = 2**31 - 1
-"""The "epoch" whose arithmetic problems measure accuracy; training never reaches it."""
+"""The "epoch" whose generator draws the held-out problems; training never reaches it."""
 
 
 def load_sequences(path: str) -> list[np.ndarray]:
@@ -94,7 +97,23 @@ def p5_index(
     write_index(output["index"], index, method)
 
 
-def _arithmetic_examples(arithmetic: Mapping, index: Sequence[str], seed: int, epoch: int):
+def _held_out_facts(arithmetic: Mapping, index: Sequence[str], seed: int) -> dict[int, np.ndarray]:
+    """The seed's arithmetic facts that training never sees (:func:`split_facts`)."""
+    low, high = _id_range(index)
+    return split_facts(
+        low,
+        high,
+        max_operand=arithmetic["max_operand"],
+        share=arithmetic["held_out"],
+        rng=np.random.default_rng([seed, 3]),
+    )
+
+
+def _arithmetic_examples(
+    arithmetic: Mapping, index: Sequence[str], seed: int, epoch: int, part: str = "train"
+):
+    """An epoch's training problems, or (``part="held_out"``) problems on the held-out facts
+    only."""
     low, high = _id_range(index)
     return arithmetic_examples(
         arithmetic["examples"],
@@ -102,8 +121,15 @@ def _arithmetic_examples(arithmetic: Mapping, index: Sequence[str], seed: int, e
         high=high,
         forms=arithmetic["forms"],
         max_operand=arithmetic["max_operand"],
+        held_out=_held_out_facts(arithmetic, index, seed),
+        part=part,
         rng=np.random.default_rng([seed, 1, epoch]),
     )
+
+
+def held_out_problems(arithmetic: Mapping, index: Sequence[str], seed: int, n: int = 256):
+    """``n`` problems whose facts the seed's arithmetic training never states, in any form."""
+    return _arithmetic_examples({**arithmetic, "examples": n}, index, seed, HELD_OUT, "held_out")
 
 
 def _recommendation_examples(sequences, index, prompts: Mapping, seed: int, epoch: int):
@@ -243,7 +269,7 @@ def p5_arithmetic(
     tokenizer, index = load_tokenizer(input["tokenizer"]), read_index(input["index"])
     net = _model(model, tokenizer, seed)
     net.load_state_dict(_load(input["base"]))
-    held_out = _arithmetic_examples({**arithmetic, "examples": 256}, index, seed, HELD_OUT)
+    held_out = held_out_problems(arithmetic, index, seed)
     dev = resolve_device(device)
     before = arithmetic_accuracy(net.to(dev), tokenizer, held_out, dev)
     start = time.perf_counter()
@@ -270,6 +296,9 @@ def p5_arithmetic(
             "history": history,
             "accuracy_before": before,
             "accuracy_after": after,
+            "held_out_facts": sum(
+                len(x) for x in _held_out_facts(arithmetic, index, seed).values()
+            ),
         },
     )
 
@@ -394,6 +423,64 @@ def evaluate_p5(
     log.info("%s seed %s %s: %s in %.0fs", method, seed, setting, summarize(per_user), seconds)
 
 
+def items_by_number(index: Sequence[str]) -> np.ndarray:
+    """Every item id, in the order of the items' numbers (sequential or random indexing)."""
+    _id_range(index)  # numbers only
+    return np.argsort([int(text) for text in index], kind="stable")
+
+
+def _sasrec(n_items: int, sasrec: Mapping, seed: int) -> SASRec:
+    init_seed(seed)
+    return SASRec(
+        n_items,
+        max_len=sasrec["max_len"],
+        hidden=sasrec["hidden"],
+        num_layers=sasrec["num_layers"],
+        num_heads=sasrec["num_heads"],
+        dropout=sasrec["dropout"],
+    )
+
+
+def _fit_and_test_sasrec(
+    net: SASRec,
+    sequences: Sequence[np.ndarray],
+    output: Mapping[str, str],
+    *,
+    dataset: str,
+    method: str,
+    seed: int,
+    sasrec: Mapping,
+    ks: Sequence[int],
+    device,
+    progress: bool,
+    extra: Mapping | None = None,
+) -> None:
+    """SASRec's training (early stopping on validation), then its test metrics and weights."""
+    start = time.perf_counter()
+    _, history = fit_sasrec(
+        net.to(device),
+        sequences,
+        epochs=sasrec["epochs"],
+        batch_size=sasrec["batch_size"],
+        lr=sasrec["lr"],
+        patience=sasrec["patience"],
+        eval_every=sasrec["eval_every"],
+        ks=ks,
+        seed=seed,
+        device=device,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - start
+    per_user = evaluate_sasrec(net, sequences, "test", ks, device)
+    _save(output["weights"], net.state_dict())
+    keys = run_keys(study=STUDY, dataset=dataset, model=method, variant=None, seed=seed)
+    _write_results(
+        output,
+        per_user,
+        {**keys, "method": method, "history": history, "train_seconds": seconds, **(extra or {})},
+    )
+
+
 def train_sasrec(
     input: Mapping[str, str],
     output: Mapping[str, str],
@@ -410,34 +497,66 @@ def train_sasrec(
     so its summary records no variant: the table shows it under every prompt setting."""
     seed = int(seed)
     torch.set_num_threads(threads)
-    sequences = load_sequences(input["sequences"])
-    init_seed(seed)
-    net = SASRec(
-        _n_items(input["item_table"]),
-        max_len=sasrec["max_len"],
-        hidden=sasrec["hidden"],
-        num_layers=sasrec["num_layers"],
-        num_heads=sasrec["num_heads"],
-        dropout=sasrec["dropout"],
+    net = _sasrec(_n_items(input["item_table"]), sasrec, seed)
+    _fit_and_test_sasrec(
+        net,
+        load_sequences(input["sequences"]),
+        output,
+        dataset=dataset,
+        method="sasrec",
+        seed=seed,
+        sasrec=sasrec,
+        ks=ks,
+        device=resolve_device(device),
+        progress=progress,
     )
+
+
+def train_sasrec_ordered(
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    dataset: str,
+    seed: int | str,
+    sasrec: Mapping,
+    ordered: Mapping,
+    ks: Sequence[int],
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
+) -> None:
+    """SASRec + ordered pre-training: the seed's SASRec, first trained to continue runs of
+    consecutive item numbers (the study's index; :func:`pretrain_ordered`), then trained and
+    tested exactly as :func:`train_sasrec`. The pre-trained weights are kept for the embedding
+    figure."""
+    seed = int(seed)
+    torch.set_num_threads(threads)
     dev = resolve_device(device)
+    net = _sasrec(_n_items(input["item_table"]), sasrec, seed)
     start = time.perf_counter()
-    _, history = fit_sasrec(
-        net.to(dev),
-        sequences,
-        epochs=sasrec["epochs"],
+    pretraining = pretrain_ordered(
+        net,
+        items_by_number(read_index(input["index"])),
+        sequences=ordered["sequences"],
+        epochs=ordered["epochs"],
         batch_size=sasrec["batch_size"],
         lr=sasrec["lr"],
-        patience=sasrec["patience"],
-        eval_every=sasrec["eval_every"],
-        ks=ks,
         seed=seed,
         device=dev,
         progress=progress,
     )
-    seconds = time.perf_counter() - start
-    per_user = evaluate_sasrec(net, sequences, "test", ks, dev)
-    keys = run_keys(study=STUDY, dataset=dataset, model="sasrec", variant=None, seed=seed)
-    _write_results(
-        output, per_user, {**keys, "method": "sasrec", "history": history, "train_seconds": seconds}
+    pretrain_seconds = time.perf_counter() - start
+    _save(output["pretrained"], net.state_dict())
+    _fit_and_test_sasrec(
+        net,
+        load_sequences(input["sequences"]),
+        output,
+        dataset=dataset,
+        method="sasrec_ordered",
+        seed=seed,
+        sasrec=sasrec,
+        ks=ks,
+        device=dev,
+        progress=progress,
+        extra={"pretraining": pretraining, "pretrain_seconds": pretrain_seconds},
     )

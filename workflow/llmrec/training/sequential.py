@@ -196,6 +196,71 @@ def fit_sasrec(
     return stopping.best_state, history
 
 
+def consecutive_sequences(
+    order: np.ndarray, n: int, length: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """``n`` runs of ``length`` consecutive entries of ``order`` (the items in the order of
+    their numbers), each from a start drawn uniformly; all of ``order`` where it is shorter."""
+    length = min(length, len(order))
+    starts = rng.integers(0, len(order) - length + 1, size=n)
+    return [order[start : start + length] for start in starts]
+
+
+def pretrain_ordered(
+    model: nn.Module,
+    order: np.ndarray,
+    *,
+    sequences: int,
+    epochs: int,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> list[dict]:
+    """Train ``model`` to predict the next number in runs of consecutive numbers (ordered item
+    embeddings): each epoch, ``sequences`` fresh runs of :func:`consecutive_sequences`, each
+    ``max_len`` transitions long, through the same loss and optimizer as :func:`fit_sasrec`
+    (a fresh AdamW). No validation: it runs all ``epochs``.
+
+    Args:
+        model: as in :func:`fit_sasrec`.
+        order: every item id, in the order of the items' numbers.
+        sequences: runs per epoch.
+        epochs: epochs to run.
+        batch_size: runs per step (default 128).
+        lr: learning rate of AdamW, betas (0.9, 0.98) (default 1e-3).
+        seed: seeds the runs' starts and order, and the dropout masks (default 0).
+        device: where the model and the batches live (default ``cpu``).
+        progress: show a tqdm bar over epochs (default True).
+
+    Returns:
+        One dict per epoch: ``epoch``, ``loss`` (mean cross-entropy per target) and ``seconds``.
+    """
+    if min(sequences, epochs) < 1:
+        raise ValueError(f"sequences and epochs must be at least 1, got {sequences} and {epochs}")
+    model.to(device)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0, fused=True
+    )
+    rng = np.random.default_rng([seed, 4])
+    torch.manual_seed(seed)
+    history = []
+    with Progress(epochs, "ordered pre-training", "epochs", bar=progress) as epochs_done:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            # training_batches keeps all but a sequence's last two items (leave-one-out's
+            # validation and test): two more items give max_len transitions.
+            runs = consecutive_sequences(order, sequences, model.max_len + 3, rng)
+            loss = train_epoch(
+                model, runs, optimizer, batch_size, rng, device, desc=f"pre-training epoch {epoch}"
+            )
+            history.append({"epoch": epoch, "loss": loss, "seconds": time.perf_counter() - start})
+            epochs_done.update()
+            epochs_done.set_postfix(loss=f"{loss:.4f}")
+    return history
+
+
 @torch.no_grad()
 def rank_next(
     model: nn.Module,
