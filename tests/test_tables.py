@@ -493,3 +493,24 @@ def test_arithmetic_table(tmp_path):
         == ["toy", "unseen", "SASRec", "2"] + [f"0.5000 ± 0.0000 {p_text(p_unseen, h_unseen)}"] * 2
     )
     assert (tmp_path / "t.html").read_text().count('<tr class="baseline">') == 2  # P5, per setting
+
+
+def test_a_model_can_have_its_own_baseline(tmp_path):
+    # SASRec + ordered pre-training is compared with SASRec, the other rows with P5.
+    def run(method, seed, hits):
+        keys = run_keys(study="arithmetic", dataset="toy", model=method, variant=None, seed=seed)
+        frame = pd.DataFrame({"user_id": range(4), "hit@1": np.asarray(hits, float)})
+        frame["ndcg@1"] = frame["hit@1"]
+        return write_run(tmp_path / f"{method}{seed}", keys, frame, "per_user.parquet")
+
+    p5 = [[1, 0, 0, 0], [0, 1, 0, 0]]
+    sasrec = [[1, 1, 0, 0], [1, 1, 1, 0]]
+    ordered = [[1, 1, 1, 1], [1, 1, 1, 0]]
+    runs = [run("p5", s, p5[s]) for s in (0, 1)] + [run("sasrec", s, sasrec[s]) for s in (0, 1)]
+    runs += [run("sasrec_ordered", s, ordered[s]) for s in (0, 1)]
+    arithmetic_table(inputs(runs, "per_user"), outputs(tmp_path), ks=[1], settings=["seen"])
+    table = pd.read_csv(tmp_path / "t.csv").set_index("method")
+    row = table.loc["SASRec + ordered pre-training"]
+    assert row["hit@1_change_%"] == pytest.approx(100 * (0.875 - 0.625) / 0.625)
+    assert row["hit@1_p"] == pytest.approx(p_of(ordered, sasrec), rel=1e-5)
+    assert table.loc["SASRec", "hit@1_p"] == pytest.approx(p_of(sasrec, p5), rel=1e-5)

@@ -31,7 +31,7 @@ NOTE = (
     "\nMean ± std over seeds of the leave-one-out test item's hit rate and NDCG at k "
     "(P5 variants: beam search constrained to valid item IDs, as many beams as the "
     "largest k; SASRec: full ranking). In brackets: change against P5 in the same "
-    "prompt setting and the p-values. "
+    "prompt setting (SASRec + ordered pre-training: against SASRec) and the p-values. "
     + SIGNIFICANCE_NOTE.format(units="users", unit="user")
     + " seen: a training template; unseen: a template never trained on. "
     "SASRec reads no prompt: its rows repeat under both settings. SASRec + ordered "
@@ -63,6 +63,7 @@ def arithmetic_table(
         markdown_columns=("dataset", "setting", "method", "seeds"),
         models=ROWS,
         baseline={"model": BASELINE},
+        model_baselines={"sasrec_ordered": {"model": "sasrec"}},
         unit="user_id",
         unit_table="per_user",
         metrics=tuple(f"{m}@{k}" for m in ("hit", "ndcg") for k in ks),

@@ -166,6 +166,8 @@ class TableSpec:
         models: the study's models; runs of other models are left out.
         baseline: what makes a group's baseline out of the group: the keys it replaces, e.g.
             ``{"model": "lightgcn"}`` (same dataset and variant) or ``{"variant": 0}``.
+        model_baselines: per model, a ``baseline`` in place of the table's (a variant of a
+            model compared with that model, e.g. ``{"sasrec_ordered": {"model": "sasrec"}}``).
         markdown_columns: the markdown's leading columns (CSV names).
         unit: the per-unit tables' key column (``user_id``, ``impression_id``).
         unit_table: the input that lists the per-unit tables (``per_user``).
@@ -208,6 +210,7 @@ class TableSpec:
     markdown_metrics: tuple[str, ...] | None = None
     annotate_if: Literal["p", "change_%"] = "p"
     title: str = ""
+    model_baselines: Mapping[str, Mapping[str, Variant]] = field(default_factory=dict)
 
 
 GroupKey = tuple[str, Variant, str]  # (dataset, variant, model)
@@ -244,7 +247,8 @@ def _groups(runs: Sequence[Run], spec: TableSpec) -> dict[GroupKey, Group]:
 
 def _baseline_key(key: GroupKey, spec: TableSpec) -> GroupKey:
     dataset, variant, model = key
-    return (dataset, spec.baseline.get("variant", variant), spec.baseline.get("model", model))
+    baseline = spec.model_baselines.get(model, spec.baseline)
+    return (dataset, baseline.get("variant", variant), baseline.get("model", model))
 
 
 def _change(value: float, base: float) -> float:
