@@ -137,7 +137,12 @@ def parse_options(wildcards):
 
 
 def filter_options(wildcards):
-    return dataset_config(wildcards)["filter"]
+    """The dataset's filters, and the config's seed where users are sampled (only there, so
+    that a new seed reruns no other dataset's filter)."""
+    options = dataset_config(wildcards)["filter"]
+    if options.get("sample_users") is not None:
+        return {**options, "seed": config["seed"]}
+    return options
 
 
 def split_input(wildcards):

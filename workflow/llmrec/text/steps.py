@@ -81,13 +81,12 @@ def _generator(input: Mapping, llm: Mapping, progress: bool):
 def _profile_table(
     ids: np.ndarray, id_name: str, fallback: list[str], answers: list[str]
 ) -> pa.Table:
-    """Parsed profiles; ``profile_text`` is what gets embedded: summary and reasoning when the
-    answer parsed, the raw answer when it did not, the input text when the answer was empty."""
+    """Parsed profiles; ``profile_text`` is what gets embedded: the summary alone, as RLMRec
+    embeds its profiles' ``summarization`` (the reasoning explains the summary and is kept
+    beside it, not embedded), the raw answer when it did not parse, the input text when the
+    answer was empty."""
     profiles = [parse_profile(a) for a in answers]
-    text = [
-        (f"{p.summary} {p.reasoning}".strip() if p.parsed else p.summary) if p.valid else f
-        for p, f in zip(profiles, fallback)
-    ]
+    text = [p.summary if p.valid else f for p, f in zip(profiles, fallback)]
     n_parsed = sum(p.parsed for p in profiles)
     log.info(
         "%d of %d answers parsed as JSON, %d empty",

@@ -1,0 +1,124 @@
+"""PFR as P4R defines it: the user-sampling filter, training-period reviews in the item prompt
+(never a held-out interaction's), and RLMRec's alignment (summary only, every user)."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+
+from llmrec.data import encode
+
+
+def _out(tmp_path, name):
+    d = tmp_path / name
+    d.mkdir()
+    return {t: d / f"{t}.parquet" for t in ("interactions", "items", "users")}
+
+
+# 20 users with 3 events each over 6 items: a 2-core that keeps everyone.
+ROWS = [(u, (u + j) % 6, 10 * u + j) for u in range(20) for j in range(3)]
+
+
+def _sample(tmp_path, canonical, name, n, seed, k_core=2):
+    paths = canonical(ROWS, 20, 6)
+    out = _out(tmp_path, name)
+    stats = encode.filter_interactions(
+        encode.connect(), paths, out, dataset="t", k_core=k_core, sample_users=n, seed=seed
+    )
+    kept = set(pq.read_table(out["users"]).column("original_id").to_pylist())
+    return stats, kept
+
+
+def test_sample_users_keeps_n_users_with_all_their_events(tmp_path, canonical):
+    stats, kept = _sample(tmp_path, canonical, "a", 7, seed=3)
+    assert stats["users"] == 7 and len(kept) == 7
+    assert stats["interactions"] == 7 * 3  # every event of a sampled user stays
+
+
+def test_sample_users_is_seeded(tmp_path, canonical):
+    _, first = _sample(tmp_path, canonical, "a", 7, seed=3)
+    _, again = _sample(tmp_path, canonical, "b", 7, seed=3)
+    _, other = _sample(tmp_path, canonical, "c", 7, seed=4)
+    assert first == again and first != other
+
+
+def test_sample_users_above_the_count_keeps_everyone(tmp_path, canonical):
+    stats, _ = _sample(tmp_path, canonical, "a", 50, seed=0)
+    assert (stats["users"], stats["interactions"]) == (20, 60)
+
+
+def test_sample_users_comes_after_the_k_core(tmp_path, canonical):
+    """Users the k-core drops are never drawn: all 5 sampled users survive a 3-core."""
+    paths = canonical(ROWS + [(20, 0, 999)], 21, 6)  # user 20 has one event: out of the 3-core
+    out = _out(tmp_path, "a")
+    stats = encode.filter_interactions(
+        encode.connect(), paths, out, dataset="t", k_core=3, sample_users=5, seed=1
+    )
+    assert stats["users"] == 5 and stats["interactions"] == 15
+    assert "u20" not in pq.read_table(out["users"]).column("original_id").to_pylist()
+
+
+# --- RLMRec's alignment --------------------------------------------------------------------------
+
+
+def _pfr(max_nodes=None, n_users=5, n_items=4):
+    import torch
+
+    from llmrec.models.pfr import PFR
+
+    torch.manual_seed(0)
+    return PFR(
+        n_users,
+        n_items,
+        torch.randn(n_users, 6),
+        torch.randn(n_items, 6),
+        embedding_dim=4,
+        num_layers=1,
+        hidden_dim=8,
+        max_nodes=max_nodes,
+    )
+
+
+def test_a_batch_user_is_contrasted_with_every_users_profile():
+    """One user in the batch: in-batch negatives would leave no negative (a loss of exactly 0);
+    RLMRec contrasts it with every user's profile."""
+    import torch
+
+    model = _pfr()
+    user_final, item_final = torch.randn(5, 4), torch.randn(4, 4)
+    users, items = torch.tensor([2, 2]), torch.tensor([1, 1])  # one user, one item
+    loss = model.alignment_loss(users, items, user_final, item_final)
+    assert loss.item() > 0.1
+    projected = model.project(model.user_semantic)
+    logits = torch.nn.functional.normalize(user_final[[2]], dim=-1) @ (
+        torch.nn.functional.normalize(projected, dim=-1).T
+    )
+    expected = torch.nn.functional.cross_entropy(logits / model.temperature, torch.tensor([2]))
+    torch.testing.assert_close(loss, expected)  # the lone item adds exactly 0
+
+
+def test_max_nodes_none_aligns_every_distinct_node_of_the_batch():
+    import torch
+
+    nodes = torch.arange(50)
+    assert torch.equal(_pfr(max_nodes=None)._some(nodes), nodes)
+    assert torch.equal(_pfr(max_nodes=0)._some(nodes), nodes)
+    assert len(_pfr(max_nodes=8)._some(nodes)) == 8
+
+
+def test_the_embedded_profile_text_is_the_summary_alone():
+    import numpy as np
+
+    from llmrec.text.steps import _profile_table
+
+    answers = [
+        '{"summary": "Fans of animation.", "reasoning": "It is a cartoon."}',
+        "no json here",
+        "",
+    ]
+    table = _profile_table(np.arange(3), "item_id", ["a", "b", "fallback"], answers)
+    assert table.column("profile_text").to_pylist() == [
+        "Fans of animation.",
+        "no json here",
+        "fallback",
+    ]
+    assert table.column("reasoning").to_pylist()[0] == "It is a cartoon."
