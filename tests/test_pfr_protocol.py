@@ -122,3 +122,115 @@ def test_the_embedded_profile_text_is_the_summary_alone():
         "fallback",
     ]
     assert table.column("reasoning").to_pylist()[0] == "It is a cartoon."
+
+
+# --- the extrinsic part of the item prompt -------------------------------------------------------
+
+
+def _text_inputs(tmp_path):
+    """3 users x 3 items. Every event has a review naming its split; user 0 rated item 0 twice,
+    once in training and once in the test split (a pair with a held-out twin)."""
+    import pyarrow as pa
+
+    events = [  # user, item, timestamp, rating, split
+        (0, 0, 1, 5.0, "train"),
+        (0, 0, 9, 1.0, "test"),
+        (0, 1, 2, 4.0, "train"),
+        (1, 1, 3, 2.0, "valid"),
+        (1, 0, 4, 3.0, "train"),
+        (2, 1, 5, 5.0, "train"),
+        (2, 2, 6, 4.0, "test"),
+    ]
+    u, i, t, r, s = (list(c) for c in zip(*events))
+    split = tmp_path / "split.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array(u, pa.int32()),
+                "item_id": pa.array(i, pa.int32()),
+                "timestamp": pa.array(t, pa.int64()),
+                "behaviour": ["review"] * len(u),
+                "rating": pa.array(r, pa.float32()),
+                "split": s,
+            }
+        ),
+        split,
+    )
+    reviews = tmp_path / "reviews.parquet"
+    marker = {"train": "TRAINREVIEW", "valid": "HELDOUT", "test": "HELDOUT"}
+    pq.write_table(
+        pa.table(
+            {
+                "user_original_id": [f"u{x}" for x in u] + ["u9"],  # u9: filtered out
+                "item_original_id": [f"i{x}" for x in i] + ["i1"],
+                "timestamp": pa.array(t + [7], pa.int64()),
+                "text": [f"{marker[x]} by u{a} on i{b}" for x, a, b in zip(s, u, i)]
+                + ["OUTSIDER review"],
+            }
+        ),
+        reviews,
+    )
+    text = tmp_path / "item_text.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": pa.array(range(3), pa.int32()),
+                "original_id": ["i0", "i1", "i2"],
+                "title": ["A", "B", "C"],
+                "text": ["Title: A", "Title: B", "Title: C"],
+            }
+        ),
+        text,
+    )
+    users = tmp_path / "users.parquet"
+    pq.write_table(
+        pa.table({"user_id": pa.array(range(3), pa.int32()), "original_id": ["u0", "u1", "u2"]}),
+        users,
+    )
+    return {"split": str(split), "reviews": str(reviews), "text": str(text), "users": str(users)}
+
+
+def test_extrinsic_lines_quote_training_reviews_and_ratings_only(tmp_path):
+    from llmrec.text.extrinsic import item_extrinsic
+
+    paths = _text_inputs(tmp_path)
+    lines = item_extrinsic(paths["split"], paths["reviews"], paths["text"], paths["users"])
+    assert lines[0] == 'rated 4.0/5 on average by 2 users; reviews: "TRAINREVIEW by u1 on i0"'
+    assert lines[1] == (
+        'rated 4.5/5 on average by 2 users; reviews: "TRAINREVIEW by u2 on i1" | '
+        '"TRAINREVIEW by u0 on i1"'
+    )
+    assert lines[2] == "no ratings yet"  # its one event is a test event
+    assert not any("HELDOUT" in line or "OUTSIDER" in line for line in lines)
+    short = item_extrinsic(
+        paths["split"], paths["reviews"], paths["text"], paths["users"], per_item=1, words=1
+    )
+    assert short[1] == 'rated 4.5/5 on average by 2 users; reviews: "TRAINREVIEW ..."'
+
+
+def test_no_review_of_a_held_out_interaction_reaches_an_item_prompt(tmp_path, monkeypatch):
+    from contextlib import nullcontext
+
+    from llmrec.text import steps
+
+    class Recorder:
+        model_id = "recorder"
+        prompts: list[str] = []
+
+        def counting(self, total):
+            return nullcontext()
+
+        def generate(self, prompts, system=None):
+            self.prompts.extend(prompts)
+            return ['{"summary": "s", "reasoning": "r"}'] * len(prompts)
+
+    recorder = Recorder()
+    monkeypatch.setattr(steps, "_generator", lambda *args: recorder)
+    paths = _text_inputs(tmp_path)
+    out = tmp_path / "profiles" / "items_random.parquet"
+    llm = {"reviews_per_item": 5, "review_words": 50}
+    steps.item_profiles(paths, {"table": str(out)}, llm=llm, progress=False)
+    assert len(recorder.prompts) == 3
+    assert sum(p.count("TRAINREVIEW") for p in recorder.prompts) == 3
+    assert not any("HELDOUT" in p or "OUTSIDER" in p for p in recorder.prompts)
+    assert pq.read_table(out).column("extrinsic").to_pylist()[2] == "no ratings yet"
