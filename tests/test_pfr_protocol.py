@@ -234,3 +234,33 @@ def test_no_review_of_a_held_out_interaction_reaches_an_item_prompt(tmp_path, mo
     assert sum(p.count("TRAINREVIEW") for p in recorder.prompts) == 3
     assert not any("HELDOUT" in p or "OUTSIDER" in p for p in recorder.prompts)
     assert pq.read_table(out).column("extrinsic").to_pylist()[2] == "no ratings yet"
+
+
+# --- the table names the models that wrote and embedded the profiles -----------------------------
+
+
+def test_the_pfr_table_note_names_the_llm_and_the_encoder(monkeypatch):
+    from llmrec.studies import pfr
+
+    specs = []
+    monkeypatch.setattr(pfr, "write_study_table", lambda i, o, spec, **kw: specs.append(spec))
+    llm = {"model": "Qwen/Qwen2.5-7B-Instruct", "dtype": "bfloat16", "max_new_tokens": 128}
+    pfr.pfr_table({}, {}, ks=[10], llm=llm, embedder={"model": "all-MiniLM-L6-v2"})
+    assert specs[0].note.startswith(pfr.NOTE)
+    assert "Profiles written by Qwen/Qwen2.5-7B-Instruct (bfloat16, greedy, at most 128 new " in (
+        specs[0].note
+    )
+    assert "embedded, like SGE's item texts, by all-MiniLM-L6-v2" in specs[0].note
+    default = pfr.profile_models_note(
+        {"model": "smollm2", "dtype": "float32", "max_new_tokens": 64}, {"model": "m"}
+    )
+    assert default.startswith("Profiles written by SmolLM2-135M-Instruct (float32")
+
+
+def test_the_item_prompt_shows_examples_before_the_item():
+    from llmrec.text.prompts import load_template
+
+    text, _ = load_template("item_profile")
+    examples, item = text.split("Item: {item_text}")
+    assert examples.count('{{"summary": "') == 3  # the format line and two worked examples
+    assert "Users: {extrinsic}" in item

@@ -156,6 +156,20 @@ NOTE = (
 )
 
 
+LLM_NAMES = {"smollm2": "SmolLM2-135M-Instruct"}
+
+
+def profile_models_note(llm: Mapping | None, embedder: Mapping | None) -> str:
+    """The sentence that says which LLM wrote the profiles and which encoder embedded them."""
+    if not llm or not embedder:
+        return ""
+    name = LLM_NAMES.get(llm["model"], llm["model"])
+    return (
+        f"Profiles written by {name} ({llm['dtype']}, greedy, at most {llm['max_new_tokens']} "
+        f"new tokens) and embedded, like SGE's item texts, by {embedder['model']}.\n"
+    )
+
+
 def pfr_table(
     input: Mapping[str, Sequence[str]],
     output: Mapping[str, str],
@@ -163,11 +177,14 @@ def pfr_table(
     ks: Sequence[int],
     synthetic: Sequence[str] = (),
     provenance: Mapping | None = None,
+    llm: Mapping | None = None,
+    embedder: Mapping | None = None,
 ) -> None:
     """Mean and std over seeds per (dataset, model), and paired tests against LightGCN.
 
     Tests pair users: each user's metric is first averaged over the seeds, then the model's and
-    LightGCN's per-user values are compared with a paired t-test and a Wilcoxon test.
+    LightGCN's per-user values are compared with a paired t-test and a Wilcoxon test. ``llm``
+    and ``embedder`` (the config's sections) name the profiles' models in the note.
     """
     spec = TableSpec(
         study=STUDY,
@@ -178,7 +195,7 @@ def pfr_table(
         unit="user_id",
         unit_table="per_user",
         metrics=tuple(f"{m}@{k}" for k in ks for m in METRICS),
-        note=NOTE,
+        note=NOTE + profile_models_note(llm, embedder),
         wilcoxon=True,
         title="PFR study: test metrics of LightGCN, SGE and PFR",
     )
