@@ -11,7 +11,7 @@ item text, random split, filtered users and canonical reviews (``snakemake --cor
 results/data/ml-100k/split/random.parquet results/data/ml-100k/canonical/reviews.parquet``).
 A template without ``{extrinsic}`` (the zero-shot one before P4R's prompt) ignores that field.
 ``--time N`` also answers the first N prompts in one float32 batch of 64 new tokens on the CPU
-and reports the seconds.
+and reports the seconds and the answers' tokens.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def main() -> None:
         ]
         generator = Generator(str(model), device="cpu", batch_size=args.time, progress=False)
         start = time.perf_counter()
-        generator.generate(prompts)
+        answers = generator.generate_tokens(prompts)
         row["seconds"] = round(time.perf_counter() - start, 1)
+        row["new_tokens"] = sum(map(len, answers))
     print(json.dumps(row))
 
 

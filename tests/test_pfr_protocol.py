@@ -262,5 +262,6 @@ def test_the_item_prompt_shows_examples_before_the_item():
 
     text, _ = load_template("item_profile")
     examples, item = text.split("Item: {item_text}")
-    assert examples.count('{{"summary": "') == 3  # the format line and two worked examples
+    assert examples.count('{{"summary": "') == 2  # the format line and a worked example
+    assert 'reviews: "' in examples  # the example shows the extrinsic part too
     assert "Users: {extrinsic}" in item
