@@ -55,6 +55,8 @@ import time
 from pathlib import Path
 
 WAIT_POLICIES = {"default": None, "passive": "PASSIVE"}
+# A typical ml-100k extrinsic line (MovieLens has ratings, no review text).
+EXTRINSIC = "rated 3.6/5 on average by 84 users"
 
 
 # ------------------------------------------------------------------ the measured work (worker)
@@ -73,9 +75,13 @@ def run_generate(model: str, prompts: int, max_new_tokens: int) -> dict:
     generator = Generator(
         model, device="cpu", batch_size=prompts, max_new_tokens=max_new_tokens, progress=False
     )
-    generator.generate_tokens([template.format(item_text=t) for t in texts[:1]])  # warm-up
+    generator.generate_tokens(
+        [template.format(item_text=t, extrinsic=EXTRINSIC) for t in texts[:1]]
+    )  # warm-up
     start, cpu = time.perf_counter(), time.process_time()
-    tokens = generator.generate_tokens([template.format(item_text=t) for t in texts])
+    tokens = generator.generate_tokens(
+        [template.format(item_text=t, extrinsic=EXTRINSIC) for t in texts]
+    )
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"seconds": wall, "cpu_seconds": cpu, "new_tokens": sum(map(len, tokens))}
 

@@ -76,9 +76,16 @@ def check_generation(
         pq.write_table(table, text)
     table_out = out / "profiles" / "items.parquet"
     llm = {**cfg["llm"], "device": device}
+    data, split = run / "results/data" / DATASET, cfg["pfr"]["split"]
     seconds = timed(
         steps.item_profiles,
-        input={"model": str(model), "text": str(text)},
+        input={
+            "model": str(model),
+            "text": str(text),
+            "split": str(data / f"split/{split}.parquet"),
+            "reviews": str(data / "canonical/reviews.parquet"),
+            "users": str(data / "filtered/users.parquet"),
+        },
         output={"table": str(table_out)},
         llm=llm,
         progress=False,
@@ -86,7 +93,8 @@ def check_generation(
     )
     ours = pq.read_table(table_out, columns=["item_id", "raw"]).to_pydict()
     theirs = pq.read_table(
-        run / "results/text" / DATASET / "profiles/items.parquet", columns=["item_id", "raw"]
+        run / "results/text" / DATASET / f"profiles/items_{split}.parquet",
+        columns=["item_id", "raw"],
     ).to_pydict()
     cpu_raw = dict(zip(theirs["item_id"], theirs["raw"]))
     same = sum(cpu_raw.get(i) == r for i, r in zip(ours["item_id"], ours["raw"]))
@@ -96,7 +104,9 @@ def check_generation(
         "seconds": seconds,
         "cpu_seconds": None
         if limit
-        else benchmark_seconds(run / "results/benchmarks/text" / DATASET / "item_profiles.tsv"),
+        else benchmark_seconds(
+            run / "results/benchmarks/text" / DATASET / f"item_profiles_{split}.tsv"
+        ),
     }
 
 
@@ -117,7 +127,7 @@ def check_pfr(
             if model == "sge":
                 inputs["item_semantic"] = str(text / "item_text.npy")
             elif model == "pfr":
-                inputs["item_semantic"] = str(text / "item_profiles.npy")
+                inputs["item_semantic"] = str(text / f"item_profiles_{p['split']}.npy")
             folder = out / "pfr" / model / f"seed{seed}"
             folder.mkdir(parents=True, exist_ok=True)
             outputs = {

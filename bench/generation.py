@@ -42,6 +42,8 @@ from llmrec.text.prompts import load_template
 
 REPO = Path(__file__).resolve().parents[1]
 ITEM_TEXT = REPO / "results" / "data" / "ml-100k" / "item_text.parquet"
+# A typical ml-100k extrinsic line (MovieLens has ratings, no review text).
+EXTRINSIC = "rated 3.6/5 on average by 84 users"
 
 
 def item_texts(n: int) -> list[str]:
@@ -119,7 +121,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     template, template_id = load_template("item_profile")
-    prompts = [template.format(item_text=t) for t in item_texts(args.prompts)]
+    prompts = [template.format(item_text=t, extrinsic=EXTRINSIC) for t in item_texts(args.prompts)]
     settings = dict(
         device=args.device,
         batch_size=args.batch_size,

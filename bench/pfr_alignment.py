@@ -47,7 +47,7 @@ def main() -> None:
     adj = sparse_adjacency(graph.normalized_adjacency(), "cpu")
     for model in args.models:
         if model == "pfr":
-            item = np.load(text / "embeddings" / "item_profiles.npy")
+            item = np.load(text / "embeddings" / "item_profiles_random.npy")
             user = np.load(text / "embeddings" / "user_profiles_random.npy")
         else:
             item = np.load(text / "embeddings" / "item_text.npy")

@@ -48,6 +48,7 @@ def test_defaults_are_filled_in():
         "min_rating": None,
         "behaviours": None,
         "dedupe": "first",
+        "sample_users": None,
     }
     assert cfg["datasets"]["ml-100k"]["skip_malformed"] is False
     assert cfg["datasets"]["ml-100k"]["generator"] == {"seed": 0}

@@ -196,3 +196,14 @@ def test_write_canonical(tmp_path):
     assert users == [(0, U1), (1, U3), (2, U2)]
     first = duckdb.sql(f"SELECT * FROM '{out['interactions']}' LIMIT 2").fetchall()
     assert first == [(0, 2, 1378425600, "review", 4.0, 2), (0, 3, 1386460800, "review", 3.0, 3)]
+
+
+def test_review_texts_are_kept_for_the_item_prompts(tmp_path):
+    con = load(FIXTURE, tmp_path)
+    (text,) = con.execute(
+        "SELECT text FROM raw_reviews WHERE user_key = ? AND item_key = '7806397051'", [U1]
+    ).fetchone()
+    assert text.startswith("Very oily and creamy. Not at all what I expected")
+    assert con.execute("SELECT count(*) FROM raw_reviews").fetchone()[0] == 12
+    columns = [row[0] for row in con.execute("DESCRIBE raw_interactions").fetchall()]
+    assert columns == ["user_key", "item_key", "timestamp", "behaviour", "rating", "source_row"]

@@ -185,3 +185,40 @@ def test_write_canonical(tmp_path):
         f"SELECT item_id, timestamp, rating FROM '{out['interactions']}' WHERE user_id = 0"
     ).fetchall()
     assert events == [(3, 1403909041, 5.0), (0, 1426477867, 4.0)]
+
+
+def test_review_texts_are_kept_for_the_item_prompts(tmp_path):
+    con = load(FIXTURE, tmp_path)
+    rows = con.execute(
+        "SELECT item_key, timestamp, text FROM raw_reviews WHERE user_key = ? ORDER BY timestamp",
+        [Y1],
+    ).fetchall()
+    assert len(rows) == 5
+    assert rows[-1] == (
+        "MTSW4McQd7CbVtyjqoe9mw",
+        1531001351,
+        "If you decide to eat here, just be aware it is going to take about 2 hours.",
+    )
+    out = {name: tmp_path / f"{name}.parquet" for name in CANONICAL_TABLES}
+    write_canonical(con, out, "yelp")
+    reviews = duckdb.sql(f"SELECT * FROM '{out['reviews']}' WHERE user_original_id = '{Y1}'")
+    assert len(reviews.fetchall()) == 5
+
+
+def test_review_texts_are_cut_and_their_whitespace_collapsed(tmp_path):
+    from llmrec.data.canonical import REVIEW_CHARS
+
+    long = "word \\n\\n " * REVIEW_CHARS  # JSON-escaped newlines
+    raw = broken_copy(
+        tmp_path,
+        REVIEWS,
+        1,
+        '{"review_id":"x","user_id":"mh_-eMZ6K5RLWhZyISBhwA","business_id":'
+        f'"MTSW4McQd7CbVtyjqoe9mw","stars":3.0,"text":"{long}","date":"2018-07-07 22:09:11"}}',
+    )
+    con = load(raw, tmp_path)
+    (text,) = con.execute(
+        "SELECT text FROM raw_reviews WHERE timestamp = 1531001351 AND user_key = ?",
+        ["mh_-eMZ6K5RLWhZyISBhwA"],
+    ).fetchone()
+    assert len(text) == REVIEW_CHARS and text.startswith("word word word")

@@ -218,16 +218,38 @@ def test_a_generation_step_logs_one_progress_series_whether_or_not_the_bar_shows
     text = tmp_path / "item_text.parquet"
     pq.write_table(
         pa.table(
-            {"item_id": pa.array(range(5), pa.int32()), "text": [f"film {i}" for i in range(5)]}
+            {
+                "item_id": pa.array(range(5), pa.int32()),
+                "original_id": [str(i) for i in range(5)],
+                "text": [f"film {i}" for i in range(5)],
+            }
         ),
         text,
     )
+    split, reviews, users = (tmp_path / f"{name}.parquet" for name in ("split", "rev", "users"))
+    ids = pa.array([0], pa.int32())
+    pq.write_table(
+        pa.table({"user_id": ids, "item_id": ids, "rating": [4.0], "split": ["train"]}), split
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "user_original_id": ["0"],
+                "item_original_id": ["0"],
+                "timestamp": pa.array([1], pa.int64()),
+                "text": ["a review"],
+            }
+        ),
+        reviews,
+    )
+    pq.write_table(pa.table({"user_id": ids, "original_id": ["0"]}), users)
     llm = {"model": "smollm2", "device": "cpu", "dtype": "float32", "batch_size": 2}
+    inputs = {"model": str(tiny_llm), "text": str(text), "split": str(split)}
     run = functools.partial(
         steps.item_profiles,
-        {"model": str(tiny_llm), "text": str(text)},
+        inputs | {"reviews": str(reviews), "users": str(users)},
         {"table": str(tmp_path / "profiles" / "items.parquet")},
-        llm={**llm, "max_new_tokens": 3},
+        llm={**llm, "max_new_tokens": 3, "reviews_per_item": 2, "review_words": 25},
         progress=bar,
     )
     run()
@@ -324,12 +346,13 @@ def test_duplicate_inputs_are_generated_once(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, field", [("item_profile", "item_text"), ("user_profile", "history")]
+    "name, fields", [("item_profile", ("item_text", "extrinsic")), ("user_profile", ("history",))]
 )
-def test_templates_fill_and_ask_for_json(name, field):
+def test_templates_fill_and_ask_for_json(name, fields):
     text, template_id = load_template(name)
-    filled = text.format(**{field: "Title: Toy Story; Year: 1995"})
-    assert "Toy Story" in filled and '"summary"' in filled and '"reasoning"' in filled
+    filled = text.format(**{field: f"Title: Toy Story; Year: 1995 {field}" for field in fields})
+    assert all(f"Toy Story; Year: 1995 {field}" in filled for field in fields)
+    assert '"summary"' in filled and '"reasoning"' in filled
     assert template_id.startswith(f"{name}-") and len(template_id) == len(name) + 13
 
 

@@ -554,9 +554,9 @@ def test_editing_a_prompt_template_reruns_its_profiles_and_what_uses_them(
     )
     done = in_work(pfr_built, "-n", *BUILT_TARGETS, config=changed)
     expected = {
-        ("item_profiles", "dataset=ml-100k"),
+        ("item_profiles", "dataset=ml-100k, protocol=random"),
         ("user_profiles", "dataset=ml-100k, protocol=random"),
-        ("embed_texts", "dataset=ml-100k, texts=item_profiles"),
+        ("embed_texts", "dataset=ml-100k, texts=item_profiles_random"),
         ("embed_texts", "dataset=ml-100k, texts=user_profiles_random"),
         *{("train_pfr", f"dataset=ml-100k, model=pfr, seed={s}") for s in (0, 1)},
         ("pfr_table", ""),
@@ -678,7 +678,7 @@ def test_adding_a_dataset_runs_only_its_jobs(pfr_built, popk_built, tmp_path):
         for m in ("lightgcn", "sge", "pfr")
         for s in (0, 1)
     } <= jobs
-    assert ("item_profiles", "dataset=ml-1m") in jobs
+    assert ("item_profiles", "dataset=ml-1m, protocol=random") in jobs
 
 
 def _wait_for(folder: Path, text: str, proc: subprocess.Popen, timeout: float = 300) -> Path:

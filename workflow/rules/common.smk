@@ -117,7 +117,7 @@ wildcard_constraints:
     news_model="nrms|naml|lstur",
     popk=r"\d+",
     popk_mode="add|replace",
-    texts=r"item_text|item_profiles|user_profiles_(loo|random)",
+    texts=r"item_text|(item|user)_profiles_(loo|random)",
     p5_method="p5|precondition|task_vector",
     setting="seen|unseen",
 
@@ -157,7 +157,12 @@ def parse_options(wildcards):
 
 
 def filter_options(wildcards):
-    return dataset_config(wildcards)["filter"]
+    """The dataset's filters, and the config's seed where users are sampled (only there, so
+    that a new seed reruns no other dataset's filter)."""
+    options = dataset_config(wildcards)["filter"]
+    if options.get("sample_users") is not None:
+        return {**options, "seed": config["seed"]}
+    return options
 
 
 def split_input(wildcards):
@@ -216,7 +221,7 @@ def pfr_train_input(wildcards):
     if wildcards.model == "sge":
         inputs["item_semantic"] = f"results/text/{ds}/embeddings/item_text.npy"
     elif wildcards.model == "pfr":
-        inputs["item_semantic"] = f"results/text/{ds}/embeddings/item_profiles.npy"
+        inputs["item_semantic"] = f"results/text/{ds}/embeddings/item_profiles_{split}.npy"
         if config["pfr"]["user_profiles"] == "llm":  # else: the mean of its items' profiles
             inputs["user_semantic"] = f"results/text/{ds}/embeddings/user_profiles_{split}.npy"
     return inputs
@@ -265,8 +270,8 @@ def embed_input(wildcards):
     ds, texts = wildcards.dataset, wildcards.texts
     if texts == "item_text":
         return f"results/data/{ds}/item_text.parquet"
-    if texts == "item_profiles":
-        return f"results/text/{ds}/profiles/items.parquet"
+    if texts.startswith("item_profiles_"):
+        return f"results/text/{ds}/profiles/items_{texts.removeprefix('item_profiles_')}.parquet"
     return f"results/text/{ds}/profiles/users_{texts.removeprefix('user_profiles_')}.parquet"
 
 

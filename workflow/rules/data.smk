@@ -43,6 +43,7 @@ rule parse_dataset:
         item_table="results/data/{dataset}/canonical/items.parquet",
         users="results/data/{dataset}/canonical/users.parquet",
         impressions="results/data/{dataset}/canonical/impressions.parquet",
+        reviews="results/data/{dataset}/canonical/reviews.parquet",
     log:
         "results/logs/data/parse/{dataset}.log",
     benchmark:

@@ -1,5 +1,6 @@
 # Text stage: the LLM's item and user profiles and sentence embeddings, shared by the studies.
-# results/text/{dataset}/profiles/*.parquet and results/text/{dataset}/embeddings/*.npy
+# results/text/{dataset}/profiles/*.parquet and results/text/{dataset}/embeddings/*.npy. Item
+# profiles are per split protocol: their prompts quote training interactions only.
 
 
 # The download runs where Snakemake runs (compute nodes often have no internet).
@@ -30,13 +31,16 @@ rule item_profiles:
     input:
         unpack(llm_input),
         text="results/data/{dataset}/item_text.parquet",
+        split="results/data/{dataset}/split/{protocol}.parquet",
+        reviews="results/data/{dataset}/canonical/reviews.parquet",
+        users="results/data/{dataset}/filtered/users.parquet",
         template=prompt_template("item_profile"),
     output:
-        table="results/text/{dataset}/profiles/items.parquet",
+        table="results/text/{dataset}/profiles/items_{protocol}.parquet",
     log:
-        "results/logs/text/{dataset}/item_profiles.log",
+        "results/logs/text/{dataset}/item_profiles_{protocol}.log",
     benchmark:
-        "results/benchmarks/text/{dataset}/item_profiles.tsv"
+        "results/benchmarks/text/{dataset}/item_profiles_{protocol}.tsv"
     conda:
         TORCH_ENV
     threads: 2
@@ -53,7 +57,7 @@ rule item_profiles:
 rule user_profiles:
     input:
         unpack(llm_input),
-        item_profiles="results/text/{dataset}/profiles/items.parquet",
+        item_profiles="results/text/{dataset}/profiles/items_{protocol}.parquet",
         text="results/data/{dataset}/item_text.parquet",
         split="results/data/{dataset}/split/{protocol}.parquet",
         users="results/data/{dataset}/filtered/users.parquet",

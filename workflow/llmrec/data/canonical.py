@@ -10,13 +10,17 @@ source's own ids:
 - ``raw_items(item_key VARCHAR, ord BIGINT, title VARCHAR, category VARCHAR, description VARCHAR,
   ...)``: ``ord`` is the item's position in the source's item file; further columns are kept;
 - ``raw_users(user_key VARCHAR, ord BIGINT, ...)``, optional;
+- ``raw_reviews(user_key VARCHAR, item_key VARCHAR, timestamp BIGINT, text VARCHAR)``, optional:
+  review texts (Yelp, Amazon), cut to :data:`REVIEW_CHARS` characters by the parser;
 - ``raw_impressions(impression_key BIGINT, user_key VARCHAR, timestamp BIGINT,
   history VARCHAR[], candidates VARCHAR[], labels TINYINT[], split VARCHAR)``, news only; labels
   are null where the source hides them (MIND's test set).
 
 :func:`write_canonical` then gives users and items contiguous integer ids starting at 0 (in the
 source file's order, then by key for ids seen only in interactions) and writes four typed parquet
-files. The source ids are kept in ``original_id``.
+files (and ``reviews``, keyed by the source's ids, which survive filtering as
+``original_id``; empty where the source has no review text). The source ids are kept in
+``original_id``.
 
 Events are ordered by user, time and ``source_row``: events of a user in the same second stay in
 the order the source lists them (RecBole's stable sort by time gives the same order). Breaking
@@ -33,7 +37,11 @@ import pyarrow.parquet as pq
 
 from ..io import atomic_path
 
-CANONICAL_TABLES = ("interactions", "items", "users", "impressions")
+CANONICAL_TABLES = ("interactions", "items", "users", "impressions", "reviews")
+
+# A review's first characters kept: P4R's prompts quote a few review snippets per item, and the
+# full Yelp review file holds 5 GB of text.
+REVIEW_CHARS = 400
 
 REQUIRED_ITEM_COLUMNS = ("item_key", "ord", "title", "category", "description")
 REQUIRED_INTERACTION_COLUMNS = (
@@ -179,6 +187,9 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
             out["impressions"],
         )
 
+    if "reviews" in out:
+        _write_reviews(con, out["reviews"], "raw_reviews" in tables)
+
     return {
         "users": con.execute("SELECT count(*) FROM user_ids").fetchone()[0],
         "items": con.execute("SELECT count(*) FROM item_ids").fetchone()[0],
@@ -189,6 +200,20 @@ def write_canonical(con: duckdb.DuckDBPyConnection, out: dict[str, Path], datase
             else 0
         ),
     }
+
+
+def _write_reviews(con: duckdb.DuckDBPyConnection, path: Path, has_reviews: bool) -> None:
+    """Review texts keyed by the source's user and item ids (``original_id`` after filtering)."""
+    if has_reviews:
+        query = """
+            SELECT user_key::VARCHAR AS user_original_id, item_key::VARCHAR AS item_original_id,
+                   timestamp::BIGINT AS timestamp, text::VARCHAR AS text
+            FROM raw_reviews ORDER BY item_original_id, timestamp, user_original_id"""
+    else:
+        query = """
+            SELECT NULL::VARCHAR AS user_original_id, NULL::VARCHAR AS item_original_id,
+                   NULL::BIGINT AS timestamp, NULL::VARCHAR AS text LIMIT 0"""
+    _copy(con, query, path)
 
 
 def _write_impressions(

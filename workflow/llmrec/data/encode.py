@@ -67,6 +67,8 @@ def filter_interactions(
     min_rating: float | None = None,
     behaviours: list[str] | None = None,
     dedupe: str = "first",
+    sample_users: int | None = None,
+    seed: int = 0,
 ) -> dict:
     """Keep events that pass the rating and behaviour filters, remove repeats, apply the k-core.
 
@@ -75,7 +77,10 @@ def filter_interactions(
     training and in a test split, where the model is never credited for it (training items are
     masked in evaluation). Events are ordered by time, then ``source_row``. The k-core then
     removes users and items with fewer than ``k_core`` events, repeatedly, until every user and
-    item left has at least ``k_core`` (P5 and OpenP5 use 5). Ids are then made contiguous again,
+    item left has at least ``k_core`` (P5 and OpenP5 use 5). ``sample_users`` then keeps that
+    many of the users left, drawn with ``seed``, with all their events (P4R's small subsets); the
+    k-core is not applied again, so an item may keep fewer than ``k_core`` events. Ids are then
+    made contiguous again,
     in the order of the canonical ids; ``original_id`` still holds the source's id.
     """
     if dedupe not in DEDUPE_POLICIES:
@@ -111,6 +116,8 @@ def filter_interactions(
         rounds += 1
         if _count(con, "kept") == before:
             break
+    if sample_users is not None:
+        _sample_users(con, sample_users, seed)
     n = _count(con, "kept")
     if n == 0:
         raise EmptyDatasetError(
@@ -158,6 +165,24 @@ def filter_interactions(
     }
     log.info("%s after filtering: %s", dataset, stats)
     return stats
+
+
+def _sample_users(con: duckdb.DuckDBPyConnection, n: int, seed: int) -> None:
+    """Keep the events of ``n`` users of ``kept`` drawn without replacement with ``seed`` (all of
+    them when there are no more than ``n``). The draw is over the sorted user ids, so the same
+    data, ``n`` and seed keep the same users."""
+    users = con.execute("SELECT DISTINCT user_id FROM kept ORDER BY user_id").fetchnumpy()
+    users = users["user_id"]
+    if len(users) <= n:
+        log.info("sample_users: %d users, no more than %d; all kept", len(users), n)
+        return
+    chosen = pa.table({"user_id": np.sort(np.random.default_rng(seed).choice(users, n, False))})
+    con.register("sampled_users", chosen)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE kept AS
+        SELECT * FROM kept SEMI JOIN sampled_users USING (user_id)""")
+    con.unregister("sampled_users")
+    log.info("sample_users: %d of %d users kept (seed %d)", n, len(users), seed)
 
 
 def _events_by_user(interactions: Path) -> tuple[pa.Table, np.ndarray, np.ndarray]:

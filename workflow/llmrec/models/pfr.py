@@ -4,9 +4,11 @@ The collaborative side is :class:`~llmrec.models.lightgcn.LightGCN`. The semanti
 fixed matrix of text embeddings per user and per item (a BERT-type sentence encoder applied to
 LLM-written profiles). A small MLP projects the semantic vectors into the collaborative space and
 an InfoNCE loss pulls each node's collaborative embedding towards its own projected profile and
-away from the other nodes of the batch, as in RLMRec's contrastive variant (Ren et al.,
-"Representation Learning with Large Language Models for Recommendation", WWW 2024,
-arXiv:2310.15950).
+away from the others', as in RLMRec's contrastive variant (Ren et al., "Representation Learning
+with Large Language Models for Recommendation", WWW 2024, arXiv:2310.15950): a batch's users
+against the projected profiles of *all* users, its items against those of the batch's items
+(RLMRec's ``LightGCN_plus.cal_loss``). RLMRec sums over the batch's rows, repeats included;
+here each distinct node counts once.
 
 The same class is the SGE baseline when its semantic vectors embed the raw item text instead of
 an LLM profile (users: the mean embedding of their training items' texts): the graph model with
@@ -22,11 +24,16 @@ from torch import Tensor, nn
 from .lightgcn import LightGCN
 
 
-def info_nce(anchor: Tensor, positive: Tensor, temperature: float) -> Tensor:
-    """Mean InfoNCE of matching rows: row ``i`` of ``anchor`` against every row of ``positive``,
-    with row ``i`` the positive and the others in-batch negatives (cosine similarities)."""
-    logits = F.normalize(anchor, dim=-1) @ F.normalize(positive, dim=-1).T / temperature
-    return F.cross_entropy(logits, torch.arange(len(anchor), device=anchor.device))
+def info_nce(
+    anchor: Tensor, candidates: Tensor, temperature: float, targets: Tensor | None = None
+) -> Tensor:
+    """Mean InfoNCE (cosine similarities): row ``i`` of ``anchor`` against every row of
+    ``candidates``, row ``targets[i]`` the positive and the others negatives. Without
+    ``targets`` row ``i`` matches row ``i`` (in-batch negatives)."""
+    logits = F.normalize(anchor, dim=-1) @ F.normalize(candidates, dim=-1).T / temperature
+    if targets is None:
+        targets = torch.arange(len(anchor), device=anchor.device)
+    return F.cross_entropy(logits, targets)
 
 
 class PFR(LightGCN):
@@ -42,10 +49,9 @@ class PFR(LightGCN):
         hidden_dim (int, optional): Hidden size of the projection MLP. (default: :obj:`256`)
         temperature (float, optional): InfoNCE temperature :math:`\tau`. (default: :obj:`0.2`)
         max_nodes (int, optional): Most users (and most items) of a batch aligned per step, a
-            random subset of its distinct ones; 0 aligns them all. The projection and the
-            InfoNCE grow with this number, and with all of a 2048-pair batch's nodes (about
-            900 of each on ml-100k) an epoch took 6 times as long as LightGCN's.
-            (default: :obj:`0`)
+            random subset of its distinct ones; ``None`` (or 0) aligns them all, as RLMRec
+            does. The cost grows with this number (docs/pfr.md measures it).
+            (default: :obj:`None`)
     """
 
     def __init__(
@@ -58,7 +64,7 @@ class PFR(LightGCN):
         num_layers: int = 3,
         hidden_dim: int = 256,
         temperature: float = 0.2,
-        max_nodes: int = 0,
+        max_nodes: int | None = None,
     ) -> None:
         super().__init__(num_users, num_items, embedding_dim, num_layers)
         if user_semantic.shape[0] != num_users or item_semantic.shape[0] != num_items:
@@ -80,11 +86,15 @@ class PFR(LightGCN):
         self, users: Tensor, items: Tensor, user_final: Tensor, item_final: Tensor
     ) -> Tensor:
         """InfoNCE between collaborative and projected semantic embeddings of the batch's
-        distinct users and items."""
+        distinct users (against every user's profile) and items (against the batch's items')."""
         users, items = self._some(users.unique()), self._some(items.unique())
-        return info_nce(
-            user_final[users], self.project(self.user_semantic[users]), self.temperature
-        ) + info_nce(item_final[items], self.project(self.item_semantic[items]), self.temperature)
+        user_loss = info_nce(
+            user_final[users], self.project(self.user_semantic), self.temperature, targets=users
+        )
+        item_loss = info_nce(
+            item_final[items], self.project(self.item_semantic[items]), self.temperature
+        )
+        return user_loss + item_loss
 
     def _some(self, nodes: Tensor) -> Tensor:
         """At most ``max_nodes`` of ``nodes``, drawn with torch's generator (seeded by the run)."""

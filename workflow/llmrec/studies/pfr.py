@@ -158,6 +158,20 @@ NOTE = (
 )
 
 
+LLM_NAMES = {"smollm2": "SmolLM2-135M-Instruct"}
+
+
+def profile_models_note(llm: Mapping | None, embedder: Mapping | None) -> str:
+    """The sentence that says which LLM wrote the profiles and which encoder embedded them."""
+    if not llm or not embedder:
+        return ""
+    name = LLM_NAMES.get(llm["model"], llm["model"])
+    return (
+        f"Profiles written by {name} ({llm['dtype']}, greedy, at most {llm['max_new_tokens']} "
+        f"new tokens) and embedded, like SGE's item texts, by {embedder['model']}.\n"
+    )
+
+
 def pfr_table(
     input: Mapping[str, Sequence[str]],
     output: Mapping[str, str],
@@ -165,9 +179,12 @@ def pfr_table(
     ks: Sequence[int],
     synthetic: Sequence[str] = (),
     provenance: Mapping | None = None,
+    llm: Mapping | None = None,
+    embedder: Mapping | None = None,
 ) -> None:
     """Mean and std over seeds per (dataset, model), and tests against LightGCN over seeds and
-    users (:mod:`llmrec.evaluation.significance`)."""
+    users (:mod:`llmrec.evaluation.significance`). ``llm`` and ``embedder`` (the config's
+    sections) name the profiles' models in the note."""
     spec = TableSpec(
         study=STUDY,
         columns=("dataset", "model"),
@@ -177,7 +194,7 @@ def pfr_table(
         unit="user_id",
         unit_table="per_user",
         metrics=tuple(f"{m}@{k}" for k in ks for m in METRICS),
-        note=NOTE,
+        note=NOTE + profile_models_note(llm, embedder),
         title="PFR study: test metrics of LightGCN, SGE and PFR",
     )
     write_study_table(input, output, spec, synthetic=synthetic, provenance=provenance)

@@ -17,6 +17,7 @@ from ..device import cpu_threads
 from ..io import atomic_path
 from .cache import CacheKey, GenerationCache, generate_cached, text_sha256
 from .embed import EmbeddingCache, embed_texts_cached
+from .extrinsic import item_extrinsic
 from .models import fetch_smollm2
 from .parse import parse_profile
 from .prompts import load_template
@@ -81,13 +82,12 @@ def _generator(input: Mapping, llm: Mapping, progress: bool):
 def _profile_table(
     ids: np.ndarray, id_name: str, fallback: list[str], answers: list[str]
 ) -> pa.Table:
-    """Parsed profiles; ``profile_text`` is what gets embedded: summary and reasoning when the
-    answer parsed, the raw answer when it did not, the input text when the answer was empty."""
+    """Parsed profiles; ``profile_text`` is what gets embedded: the summary alone, as RLMRec
+    embeds its profiles' ``summarization`` (the reasoning explains the summary and is kept
+    beside it, not embedded), the raw answer when it did not parse, the input text when the
+    answer was empty."""
     profiles = [parse_profile(a) for a in answers]
-    text = [
-        (f"{p.summary} {p.reasoning}".strip() if p.parsed else p.summary) if p.valid else f
-        for p, f in zip(profiles, fallback)
-    ]
+    text = [p.summary if p.valid else f for p, f in zip(profiles, fallback)]
     n_parsed = sum(p.parsed for p in profiles)
     log.info(
         "%d of %d answers parsed as JSON, %d empty",
@@ -113,33 +113,50 @@ def _answer(
     output: Mapping,
     llm: Mapping,
     template: str,
-    field: str,
-    values: list[str],
+    fields: Mapping[str, list[str]],
     progress: bool,
 ) -> list[str]:
-    """The LLM's answers to ``template`` filled with each value (cached by value). The template
-    comes from ``input["template"]``'s folder where the rule names the file, else the package."""
+    """The LLM's answers to ``template`` filled with each row of ``fields`` (name -> one value
+    per row), cached by the row's values. The template comes from ``input["template"]``'s folder
+    where the rule names the file, else the package."""
     folder = Path(input["template"]).parent if "template" in input else None
     text, template_id = load_template(template, folder)
     cache = GenerationCache(Path(output["table"]).parent / "cache" / template)
     generator = _generator(input, llm, progress)
+    rows = [dict(zip(fields, values)) for values in zip(*fields.values())]
+    inputs = ["\n".join(row.values()) for row in rows]  # one field: its value, as before
     # One bar and one series of progress lines for the whole step, not one per cache chunk.
-    keys = (CacheKey(generator.model_id, template_id, text_sha256(v)) for v in values)
+    keys = (CacheKey(generator.model_id, template_id, text_sha256(v)) for v in inputs)
     with generator.counting(len(cache.missing(keys))):
         answers = generate_cached(
-            generator, cache, [(v, text.format(**{field: v})) for v in values], template_id
+            generator,
+            cache,
+            [(key, text.format(**row)) for key, row in zip(inputs, rows)],
+            template_id,
         )
-    return [answers[text_sha256(v)] for v in values]
+    return [answers[text_sha256(v)] for v in inputs]
 
 
 def item_profiles(
     input: Mapping, output: Mapping, *, llm: Mapping, progress: bool = True, threads: int = 1
 ) -> None:
-    """An LLM-written profile of every item, from its text (``item_text.parquet``)."""
+    """An LLM-written profile of every item, from its intrinsic attributes (``item_text``) and
+    the extrinsic ones of its training interactions only (ratings and review snippets,
+    :func:`llmrec.text.extrinsic.item_extrinsic`), so no validation or test event reaches it."""
     cpu_threads(threads)
     items = pq.read_table(input["text"], columns=["item_id", "text"]).to_pydict()
-    answers = _answer(input, output, llm, "item_profile", "item_text", items["text"], progress)
+    extrinsic = item_extrinsic(
+        input["split"],
+        input["reviews"],
+        input["text"],
+        input["users"],
+        per_item=llm["reviews_per_item"],
+        words=llm["review_words"],
+    )
+    fields = {"item_text": items["text"], "extrinsic": extrinsic}
+    answers = _answer(input, output, llm, "item_profile", fields, progress)
     table = _profile_table(np.asarray(items["item_id"]), "item_id", items["text"], answers)
+    table = table.append_column("extrinsic", pa.array(extrinsic, pa.string()))
     with atomic_path(output["table"]) as tmp:
         pq.write_table(table, tmp)
 
@@ -180,7 +197,7 @@ def user_profiles(
     n_users = pq.read_metadata(input["users"]).num_rows
     train = split.filter(pc.equal(split.column("split"), "train"))
     histories = user_history(train, titles, items["summary"], n_users, llm["user_history"])
-    answers = _answer(input, output, llm, "user_profile", "history", histories, progress)
+    answers = _answer(input, output, llm, "user_profile", {"history": histories}, progress)
     table = _profile_table(np.arange(n_users), "user_id", histories, answers)
     with atomic_path(output["table"]) as tmp:
         pq.write_table(table, tmp)

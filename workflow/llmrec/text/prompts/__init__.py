@@ -1,9 +1,13 @@
 """Prompt templates, one ``.txt`` file each, filled with ``str.format``.
 
-``item_profile.txt`` takes ``{item_text}`` (title, year, genres or category, description) and
-``user_profile.txt`` takes ``{history}`` (the profiles or titles of the items a user interacted
-with, one a line). Both ask for RLMRec-style JSON, ``{"summary": ..., "reasoning": ...}``
-(Ren et al. 2024, https://arxiv.org/abs/2310.15950), kept short for a 135M model on CPU.
+``item_profile.txt`` takes ``{item_text}`` (the intrinsic attributes: title, year, genres or
+category, description) and ``{extrinsic}`` (training ratings and review snippets,
+:mod:`llmrec.text.extrinsic`), after a short in-context example, as P4R prompts (Chen and
+Suzumura 2024, https://arxiv.org/abs/2409.16674); ``user_profile.txt`` takes ``{history}`` (the
+profiles or titles of the items a user interacted with, one a line). Both ask for RLMRec-style
+JSON, ``{"summary": ..., "reasoning": ...}`` (Ren et al. 2024, https://arxiv.org/abs/2310.15950),
+kept short for a 135M model on CPU. The example comes before the item, in the token prefix that
+every prompt shares and the generator computes once.
 """
 
 from __future__ import annotations
