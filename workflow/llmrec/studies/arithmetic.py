@@ -113,6 +113,8 @@ def _recommendation_examples(sequences, index, prompts: Mapping, seed: int, epoc
         max_history=prompts["max_history"],
         windows_per_user=prompts["windows_per_user"],
         rng=np.random.default_rng([seed, 2, epoch]),
+        tasks=prompts["tasks"],
+        prompts_per_window=prompts["prompts_per_window"],
     )
 
 
