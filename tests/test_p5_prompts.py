@@ -9,6 +9,7 @@ import pytest
 
 from llmrec.p5.prompts import (
     SEEN,
+    STRAIGHTFORWARD,
     UNSEEN,
     Template,
     evaluation_examples,
@@ -110,6 +111,31 @@ def test_windows_per_user_is_honoured_and_deterministic():
         assert per_user[user] == min(3, max(len(seq) - 3, 0))
     targets = [(u, t) for u, _, t in parse_training(sequences, first)]
     assert len(set(targets)) == len(targets)  # distinct windows
+
+
+def test_straightforward_task_and_prompts_per_window_as_openp5():
+    sequences = random_sequences(10, seed=3)
+    examples = training_examples(
+        sequences,
+        INDEX,
+        max_history=5,
+        windows_per_user=None,
+        rng=np.random.default_rng(0),
+        tasks=("sequential", "straightforward"),
+        prompts_per_window=3,
+    )
+    windows = sum(max(len(s) - 3, 0) for s in sequences)
+    assert len(examples) == 6 * windows
+    for w in range(windows):  # per window: 3 sequential prompts, then 3 straightforward ones
+        block = examples[6 * w : 6 * w + 6]
+        assert len({target for _, target in block}) == 1
+        assert all(any(_matches(t, s) for t in SEEN) for s, _ in block[:3])
+        assert all(any(_matches(t, s) for t in STRAIGHTFORWARD) for s, _ in block[3:])
+        assert all(not re.search(r"\d{4}", s) for s, _ in block[3:])  # no history shown
+    with pytest.raises(ValueError, match="unknown or no training tasks"):
+        training_examples(
+            sequences, INDEX, windows_per_user=1, rng=np.random.default_rng(), tasks=["rating"]
+        )
 
 
 def test_training_examples_reject_bad_sizes():

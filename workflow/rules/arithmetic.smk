@@ -143,26 +143,36 @@ rule p5_task_vector:
         recommender="results/arithmetic/{dataset}/p5/seed{seed}/weights.pt",
         base="results/arithmetic/{dataset}/init/seed{seed}/base.pt",
         arithmetic="results/arithmetic/{dataset}/arithmetic/seed{seed}/arithmetic.pt",
+        tokenizer="results/arithmetic/{dataset}/tokenizer",
+        index="results/arithmetic/{dataset}/index.parquet",
+        sequences="results/data/{dataset}/sequences.parquet",
     output:
         weights="results/arithmetic/{dataset}/task_vector/seed{seed}/weights.pt",
+        selection="results/arithmetic/{dataset}/task_vector/seed{seed}/lambda.json",
     log:
         "results/logs/arithmetic/{dataset}/task_vector/seed{seed}.log",
     benchmark:
         "results/benchmarks/arithmetic/{dataset}/task_vector/seed{seed}.tsv"
     conda:
         TORCH_ENV
+    threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=4000,
+        runtime=60,
     params:
         code=code_sha256("p5_task_vector"),
-        coefficient=config["arithmetic"]["task_vector"]["coefficient"],
+        coefficients=config["arithmetic"]["task_vector"]["coefficients"],
+        model=config["arithmetic"]["model"],
+        prompts=config["arithmetic"]["prompts"],
+        evaluation=config["arithmetic"]["evaluation"],
+        device=config["arithmetic"]["device"],
     script:
         "../scripts/run.py"
 
 
 rule evaluate_p5:
     input:
+        unpack(p5_evaluation_input),
         weights="results/arithmetic/{dataset}/{p5_method}/seed{seed}/weights.pt",
         tokenizer="results/arithmetic/{dataset}/tokenizer",
         index="results/arithmetic/{dataset}/index.parquet",

@@ -318,6 +318,14 @@ def p5_train_input(wildcards):
     return {"init": f"{root}/arithmetic/seed{wildcards.seed}/arithmetic.pt"}
 
 
+def p5_evaluation_input(wildcards):
+    """A task vector's evaluation also reads the lambda chosen on validation."""
+    if wildcards.p5_method != "task_vector":
+        return {}
+    root = f"results/arithmetic/{wildcards.dataset}/task_vector/seed{wildcards.seed}"
+    return {"selection": f"{root}/lambda.json"}
+
+
 def arithmetic_runs(filename):
     """Every evaluation of the table: P5 variants x prompt setting, and SASRec with and without
     ordered pre-training."""

@@ -79,6 +79,20 @@ UNSEEN: tuple[Template, ...] = (
 )
 
 
+STRAIGHTFORWARD: tuple[Template, ...] = (
+    Template("direct-1", "What should we recommend for {user} ?"),
+    Template("direct-2", "{user} is looking for an item . Do you have a recommendation ?"),
+    Template("direct-3", "Which item would you suggest to {user} ?"),
+    Template("direct-4", "Can you recommend an item for {user} ?"),
+    Template("direct-5", "What would be a good recommendation for {user} ?"),
+)
+"""OpenP5's "straightforward" task, paraphrased: the user alone, no history; a training task
+only (the table evaluates the sequential prompts)."""
+
+TASKS = {"sequential": SEEN, "straightforward": STRAIGHTFORWARD}
+"""The training tasks and their templates."""
+
+
 def templates(setting: Literal["seen", "unseen"]) -> tuple[Template, ...]:
     """The templates of an evaluation setting, ``"seen"`` or ``"unseen"``."""
     if setting == "seen":
@@ -116,12 +130,17 @@ def training_examples(
     max_history: int = 20,
     windows_per_user: int | None,
     rng: np.random.Generator,
+    tasks: Sequence[str] = ("sequential",),
+    prompts_per_window: int = 1,
 ) -> list[tuple[str, str]]:
     """(source, target) pairs from every user's training part (sequence without its last two).
 
     For a training part ``t_0 .. t_{m-1}`` the windows are the targets ``t_j``, ``j >= 1``, each
-    with history ``t_{max(0, j-max_history)} .. t_{j-1}``. Every example gets a template drawn
-    uniformly from :data:`SEEN`.
+    with history ``t_{max(0, j-max_history)} .. t_{j-1}``. Each window gives
+    ``prompts_per_window`` examples per task, each with a template drawn uniformly (with
+    replacement) from the task's templates (:data:`TASKS`: :data:`SEEN` for ``"sequential"``,
+    :data:`STRAIGHTFORWARD`, which shows no history, for ``"straightforward"``); OpenP5 trains
+    on both tasks with 3 prompts per window.
 
     Args:
         sequences: one 1-D int array per user (index = user id), item ids in time order.
@@ -130,11 +149,20 @@ def training_examples(
         windows_per_user: ``None`` for every window (as OpenP5), or how many distinct windows
             to draw uniformly per user (all of them where a user has fewer).
         rng: the generator for windows and templates; the result depends only on its state.
+        tasks: the training tasks, names of :data:`TASKS`. (default: ``("sequential",)``)
+        prompts_per_window: examples per window and task. (default: :obj:`1`)
 
     Returns:
-        The pairs, user by user, windows in time order.
+        The pairs, user by user, windows in time order, then task by task.
     """
-    _check_positive(max_history=max_history, windows_per_user=windows_per_user)
+    _check_positive(
+        max_history=max_history,
+        windows_per_user=windows_per_user,
+        prompts_per_window=prompts_per_window,
+    )
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown or not tasks:
+        raise ValueError(f"unknown or no training tasks {list(tasks)}; choose from {list(TASKS)}")
     examples = []
     for user, seq in enumerate(sequences):
         train = np.asarray(seq)[:-2]
@@ -142,9 +170,12 @@ def training_examples(
         if windows_per_user is not None and len(targets) > windows_per_user:
             targets = np.sort(rng.choice(targets, size=windows_per_user, replace=False))
         for j in targets:
-            template = SEEN[rng.integers(len(SEEN))]
             history = format_history(train[max(0, j - max_history) : j], index)
-            examples.append(template.render(user_text(user), history, index[int(train[j])]))
+            for task in tasks:
+                pool = TASKS[task]
+                for _ in range(prompts_per_window):
+                    template = pool[rng.integers(len(pool))]
+                    examples.append(template.render(user_text(user), history, index[int(train[j])]))
     return examples
 
 

@@ -139,6 +139,8 @@ def _recommendation_examples(sequences, index, prompts: Mapping, seed: int, epoc
         max_history=prompts["max_history"],
         windows_per_user=prompts["windows_per_user"],
         rng=np.random.default_rng([seed, 2, epoch]),
+        tasks=prompts["tasks"],
+        prompts_per_window=prompts["prompts_per_window"],
     )
 
 
@@ -348,12 +350,73 @@ def train_p5(
     )
 
 
+def choose_coefficient(scores: Mapping[float, float]) -> float:
+    """The lambda with the best validation score; ties go to the smallest (the least edit)."""
+    if not scores:
+        raise ValueError("no task-vector coefficient to choose from")
+    best = max(scores.values())
+    return min(coefficient for coefficient, score in scores.items() if score == best)
+
+
 def p5_task_vector(
-    input: Mapping[str, str], output: Mapping[str, str], *, coefficient: float
+    input: Mapping[str, str],
+    output: Mapping[str, str],
+    *,
+    seed: int | str,
+    coefficients: Sequence[float],
+    model: Mapping,
+    prompts: Mapping,
+    evaluation: Mapping,
+    device: str = "auto",
+    progress: bool = True,
+    threads: int = 1,
 ) -> None:
-    """The P5 model's weights plus ``coefficient`` x (theta_arith - theta_0)."""
+    """The P5 model's weights plus lambda x (theta_arith - theta_0), lambda chosen on validation.
+
+    As in task arithmetic (Ilharco et al. 2023), lambda is the one of ``coefficients`` whose
+    edited model has the best validation NDCG at the largest k (first seen template; each
+    user's second-last item, so the test item never enters the choice); ties go to the
+    smaller lambda. ``output["selection"]`` records every lambda's validation metrics and the
+    choice; the task vector's evaluations copy the choice into their summaries.
+    """
+    torch.set_num_threads(threads)
+    tokenizer, index = load_tokenizer(input["tokenizer"]), read_index(input["index"])
+    sequences = load_sequences(input["sequences"])
+    recommender = _load(input["recommender"])
     tau = task_vector(_load(input["arithmetic"]), _load(input["base"]))
-    _save(output["weights"], apply_task_vector(_load(input["recommender"]), tau, coefficient))
+    net = _model(model, tokenizer, int(seed))
+    metric = f"ndcg@{max(evaluation['ks'])}"
+    dev = resolve_device(device)
+    validation = {}
+    for coefficient in coefficients:
+        net.load_state_dict(apply_task_vector(recommender, tau, coefficient))
+        per_user = rank_p5(
+            net,
+            tokenizer,
+            index,
+            sequences,
+            stage="valid",
+            template=templates("seen")[0],
+            max_history=prompts["max_history"],
+            ks=evaluation["ks"],
+            batch_size=evaluation["batch_size"],
+            device=dev,
+            progress=progress,
+        )
+        validation[float(coefficient)] = summarize(per_user)
+        log.info("lambda %g: validation %s", coefficient, validation[float(coefficient)])
+    chosen = choose_coefficient({c: scores[metric] for c, scores in validation.items()})
+    log.info("chosen lambda %g (validation %s %.4f)", chosen, metric, validation[chosen][metric])
+    _save(output["weights"], apply_task_vector(recommender, tau, chosen))
+    write_json(
+        output["selection"],
+        {
+            "coefficient": chosen,
+            "metric": metric,
+            "stage": "valid",
+            "validation": [{"coefficient": c, **scores} for c, scores in validation.items()],
+        },
+    )
 
 
 def _truth(users: np.ndarray, targets: np.ndarray, n_users: int, n_items: int) -> sp.csr_matrix:
@@ -364,6 +427,39 @@ def _write_results(output: Mapping[str, str], per_user, extra: Mapping) -> None:
     with atomic_path(output["per_user"]) as tmp:
         per_user.to_parquet(tmp, index=False)
     write_json(output["summary"], {**extra, "test": summarize(per_user)})
+
+
+def rank_p5(
+    net,
+    tokenizer,
+    index: Sequence[str],
+    sequences: Sequence[np.ndarray],
+    *,
+    stage: str,
+    template,
+    max_history: int,
+    ks: Sequence[int],
+    batch_size: int = 64,
+    device="cpu",
+    progress: bool = False,
+):
+    """Per-user hit and NDCG at ``ks`` of ``net`` on the ``stage`` ("valid" or "test") item of
+    every user: one prompt of ``template`` each, beam search constrained to valid item IDs (as
+    many beams as the largest k)."""
+    users, sources, targets = evaluation_examples(
+        sequences, index, stage=stage, template=template, max_history=max_history
+    )
+    top = recommend(
+        net.to(device),
+        tokenizer,
+        sources,
+        Trie.from_items(index, tokenizer),
+        k=max(ks),
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+    )
+    return ranking_metrics(top, _truth(users, targets, len(sequences), len(index)), users, ks)
 
 
 def evaluate_p5(
@@ -382,33 +478,34 @@ def evaluate_p5(
     threads: int = 1,
 ) -> None:
     """Test hit and NDCG at k: beam search constrained to valid item IDs, one template of the
-    ``setting`` (seen in training or unseen), the last item of every user as the truth."""
+    ``setting`` (seen in training or unseen), the last item of every user as the truth. A task
+    vector's summary also records the lambda chosen on validation (``input["selection"]``)."""
     torch.set_num_threads(threads)
     tokenizer, index = load_tokenizer(input["tokenizer"]), read_index(input["index"])
     sequences = load_sequences(input["sequences"])
     net = _model(model, tokenizer, int(seed))
     net.load_state_dict(_load(input["weights"]))
     template = templates(setting)[0]
-    users, sources, targets = evaluation_examples(
-        sequences, index, stage="test", template=template, max_history=prompts["max_history"]
-    )
-    ks = evaluation["ks"]
     dev = resolve_device(device)
     start = time.perf_counter()
-    top = recommend(
-        net.to(dev),
+    per_user = rank_p5(
+        net,
         tokenizer,
-        sources,
-        Trie.from_items(index, tokenizer),
-        k=max(ks),
+        index,
+        sequences,
+        stage="test",
+        template=template,
+        max_history=prompts["max_history"],
+        ks=evaluation["ks"],
         batch_size=evaluation["batch_size"],
         device=dev,
-        whole_word=model["whole_word"],
         progress=progress,
     )
     seconds = time.perf_counter() - start
-    per_user = ranking_metrics(top, _truth(users, targets, len(sequences), len(index)), users, ks)
     keys = run_keys(study=STUDY, dataset=dataset, model=method, variant=setting, seed=seed)
+    extra = {}
+    if "selection" in input.keys():
+        extra["coefficient"] = json.loads(Path(input["selection"]).read_text())["coefficient"]
     _write_results(
         output,
         per_user,
@@ -417,6 +514,7 @@ def evaluate_p5(
             "method": method,
             "setting": setting,
             "template": template.id,
+            **extra,
             "eval_seconds": seconds,
         },
     )

@@ -6,7 +6,9 @@ The table reads the evaluation runs' summaries (:mod:`llmrec.studies.tables`), n
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -67,7 +69,7 @@ def arithmetic_table(
         unit="user_id",
         unit_table="per_user",
         metrics=tuple(f"{m}@{k}" for m in ("hit", "ndcg") for k in ks),
-        note=NOTE,
+        note=NOTE + chosen_coefficients(input["summaries"]),
         names={"variant": "setting", "model": "method"},
         labels={"setting": "prompts"},
         model_names=NAMES,
@@ -79,6 +81,23 @@ def arithmetic_table(
         ),
     )
     write_study_table(input, output, spec, synthetic=synthetic, provenance=provenance)
+
+
+def chosen_coefficients(summaries: Sequence[str]) -> str:
+    """A sentence with the task vector's lambda of every dataset and seed, as each run chose
+    it on validation (its ``summary.json`` records ``coefficient``); empty without such runs."""
+    chosen = {}
+    for path in summaries:
+        run = json.loads(Path(path).read_text())
+        if "coefficient" in run:
+            chosen[(run["dataset"], int(run["seed"]))] = run["coefficient"]
+    if not chosen:
+        return ""
+    by_dataset = {}
+    for (dataset, seed), coefficient in sorted(chosen.items()):
+        by_dataset.setdefault(dataset, []).append(f"{coefficient:g} (seed {seed})")
+    listed = "; ".join(f"{d}: {', '.join(values)}" for d, values in by_dataset.items())
+    return f"Task vector lambda, chosen per seed on validation NDCG: {listed}.\n"
 
 
 def number_piece_ids(tokenizer, prefix: str = "10") -> list[int]:
