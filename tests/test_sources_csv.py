@@ -499,7 +499,9 @@ def test_the_data_target_builds_a_csv_dataset(tmp_path):
                 "source": "csv",
                 "path": str(folder),
                 "csv": {"interactions": COMMA, "items": ITEMS},
-                "filter": {"k_core": 2},
+                # keep: the fixture repeats pairs, and this test counts the file's lines
+                # (the dedupe policies: tests/test_encode.py)
+                "filter": {"k_core": 2, "dedupe": "keep"},
             }
         },
         # Only this dataset: the studies' datasets are built by `data` too.

@@ -65,8 +65,8 @@ rule pfr_table:
         code=code_sha256("pfr_table"),
         provenance=provenance("pfr", "llm", "embedder", datasets=config["pfr"]["datasets"]),
         ks=config["pfr"]["ks"],
-        llm=config["llm"],
-        embedder=config["embedder"],
+        llm={k: config["llm"][k] for k in ("model", "dtype", "max_new_tokens")},
+        embedder={"model": config["embedder"]["model"]},
         synthetic=SYNTHETIC,
     script:
         "../scripts/run.py"

@@ -44,6 +44,7 @@ import pyarrow as pa
 
 from ..readers import iter_records, parse_json_line
 from .amazon import field
+from .mind import CLICK_EVENTS
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +171,7 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
     con.register("adressa_items", articles)
     con.execute("""
         CREATE OR REPLACE TEMP TABLE raw_impressions AS SELECT * FROM adressa_impressions;
-        CREATE OR REPLACE TEMP TABLE raw_items AS SELECT * FROM adressa_items ORDER BY ord;
-        CREATE OR REPLACE TEMP TABLE raw_interactions AS
-        SELECT user_key, unnest(list_filter(candidates, (c, i) -> labels[i] = 1)) AS item_key,
-               timestamp, 'click' AS behaviour, NULL::FLOAT AS rating
-        FROM raw_impressions""")
+        CREATE OR REPLACE TEMP TABLE raw_items AS SELECT * FROM adressa_items ORDER BY ord""")
+    con.execute(CLICK_EVENTS)
     con.unregister("adressa_impressions")
     con.unregister("adressa_items")

@@ -36,6 +36,18 @@ import duckdb
 
 from ..readers import read_delimited, report_malformed
 
+# Every clicked candidate of raw_impressions as a click event; source_row follows the
+# impressions' order and the candidates' order within each (the order the source lists them).
+CLICK_EVENTS = """
+    CREATE OR REPLACE TEMP TABLE raw_interactions AS
+    WITH shown AS (
+        SELECT impression_key, user_key, timestamp, unnest(candidates) AS item_key,
+               unnest(labels) AS label, generate_subscripts(candidates, 1) AS position
+        FROM raw_impressions WHERE labels IS NOT NULL)
+    SELECT user_key, item_key, timestamp, 'click' AS behaviour, NULL::FLOAT AS rating,
+           row_number() OVER (ORDER BY impression_key, position) AS source_row
+    FROM shown WHERE label = 1"""
+
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
@@ -224,13 +236,5 @@ def load(con: duckdb.DuckDBPyConnection, raw_dir: Path, options: dict, scratch: 
         FROM (SELECT * FROM mind_news QUALIFY row_number() OVER (
                   PARTITION BY news_id ORDER BY split_rank, row_index) = 1)
         ORDER BY ord""")
-    con.execute("""
-        CREATE OR REPLACE TEMP TABLE raw_interactions AS
-        WITH shown AS (
-            SELECT impression_key, user_key, timestamp, unnest(candidates) AS item_key,
-                   unnest(labels) AS label, generate_subscripts(candidates, 1) AS position
-            FROM raw_impressions WHERE labels IS NOT NULL)
-        SELECT user_key, item_key, timestamp, 'click' AS behaviour, NULL::FLOAT AS rating,
-               row_number() OVER (ORDER BY impression_key, position) AS source_row
-        FROM shown WHERE label = 1""")
+    con.execute(CLICK_EVENTS)
     con.execute("DROP TABLE mind_news")
