@@ -514,3 +514,46 @@ def test_a_model_can_have_its_own_baseline(tmp_path):
     assert row["hit@1_change_%"] == pytest.approx(100 * (0.875 - 0.625) / 0.625)
     assert row["hit@1_p"] == pytest.approx(p_of(ordered, sasrec), rel=1e-5)
     assert table.loc["SASRec", "hit@1_p"] == pytest.approx(p_of(sasrec, p5), rel=1e-5)
+
+
+def test_each_column_can_be_compared_with_its_best_model(tmp_path):
+    # Two segments of the same runs, read by column prefix; the best model differs by column.
+    from llmrec.studies.tables import Run, TableSpec, build_rows
+
+    values = {
+        "a": {"hit@1": [[1, 1, 0, 0], [1, 1, 1, 0]], "ndcg@1": [[0, 0, 0, 0], [0, 0, 1, 0]]},
+        "b": {"hit@1": [[1, 0, 0, 0], [0, 1, 0, 0]], "ndcg@1": [[1, 1, 1, 0], [1, 1, 0, 0]]},
+        "c": {"hit@1": [[0, 0, 0, 0], [0, 0, 0, 1]], "ndcg@1": [[0, 0, 0, 1], [0, 0, 0, 1]]},
+    }
+    runs = []
+    for model, metrics in values.items():
+        for seed in (0, 1):
+            frame = pd.DataFrame({"user_id": range(4)})
+            for metric, per_seed in metrics.items():
+                frame[f"tail/{metric}"] = np.asarray(per_seed[seed], float)
+            path = tmp_path / f"{model}{seed}.parquet"
+            frame.to_parquet(path, index=False)
+            test = {m: float(np.mean(v[seed])) for m, v in metrics.items()}
+            runs.append(Run("toy", model, "tail", seed, test, str(path), prefix="tail/"))
+    spec = TableSpec(
+        study="toy",
+        columns=("dataset", "variant", "model"),
+        markdown_columns=("dataset", "model"),
+        models=("a", "b", "c"),
+        baseline={},
+        best_of=("a", "b"),
+        unit="user_id",
+        unit_table="per_user",
+        metrics=("hit@1", "ndcg@1"),
+        note="",
+    )
+    rows = {row["model"]: row for row, _ in build_rows(runs, spec)}
+    assert rows["a"]["hit@1_vs"] == "a" and np.isnan(rows["a"]["hit@1_p"])
+    assert rows["a"]["ndcg@1_vs"] == "b" and np.isnan(rows["b"]["ndcg@1_p"])
+    a, b, c = (values[m]["hit@1"] for m in "abc")
+    assert rows["b"]["hit@1_p"] == pytest.approx(p_of(b, a), rel=1e-5)
+    # c is no candidate for the best, but is compared with it.
+    assert rows["c"]["hit@1_p"] == pytest.approx(p_of(c, a), rel=1e-5)
+    assert rows["c"]["ndcg@1_p"] == pytest.approx(
+        p_of(values["c"]["ndcg@1"], values["b"]["ndcg@1"]), rel=1e-5
+    )

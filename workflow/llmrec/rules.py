@@ -64,6 +64,10 @@ RULES: dict[str, str] = {
     "arithmetic_table": "llmrec.studies.arithmetic_report",
     "arithmetic_embeddings": "llmrec.studies.arithmetic_report",
     "arithmetic_cooccurrence": "llmrec.studies.arithmetic_report",
+    # Multi-behaviour study (workflow/rules/mbr.smk).
+    "train_mbr": "llmrec.studies.mbr",
+    "mbr_table": "llmrec.studies.mbr",
+    "mbr_figure": "llmrec.studies.mbr",
     # The report: the dataset table as HTML, the run's own cost (workflow/rules/report.smk).
     "dataset_table_html": "llmrec.studies.tables",
     "benchmarks_table": "llmrec.benchmarks",

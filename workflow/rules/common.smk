@@ -70,6 +70,7 @@ DATASETS = sorted(
     | set(config["pfr"]["datasets"])
     | set(config["popk"]["datasets"])
     | set(config["arithmetic"]["datasets"])
+    | set(config["mbr"]["datasets"])
 )
 _unset = [d for d in DATASETS if d not in config["datasets"]]
 if _unset:
@@ -104,6 +105,14 @@ if (
         f"and unzip it there, or set popk.word_init: minilm (offline)"
     )
 INTERACTION_DATASETS = [d for d in DATASETS if d not in NEWS]
+_no_behaviours = [
+    d for d in config["mbr"]["datasets"] if not config["datasets"][d].get("behaviours")
+]
+if _no_behaviours:
+    raise ValueError(
+        f"config: mbr.datasets {_no_behaviours} have no datasets.<name>.behaviours block (the "
+        f"funnel and the target behaviour; docs/mbr.md)"
+    )
 
 
 SYNTHETIC = [d for d in DATASETS if get_spec(d).synthetic]
@@ -120,6 +129,7 @@ wildcard_constraints:
     texts=r"item_text|(item|user)_profiles_(loo|random)",
     p5_method="p5|precondition|task_vector",
     setting="seen|unseen",
+    mbr_model="|".join(config["mbr"]["models"]),
 
 
 def dataset_config(wildcards):
@@ -376,7 +386,25 @@ def study_tables():
         "results/tables/arithmetic.csv",
         "results/figures/arithmetic_embeddings.png",
         "results/tables/arithmetic_cooccurrence.csv",
+        "results/tables/mbr.csv",
+        "results/figures/mbr_tail.png",
     ]
+
+
+def mbr_model_settings(wildcards):
+    """The model's own section: changing one model's settings reruns only its runs."""
+    return config["mbr"][wildcards.mbr_model]
+
+
+def mbr_runs(filename):
+    m = config["mbr"]
+    return expand(
+        "results/mbr/{dataset}/{mbr_model}/seed{seed}/{filename}",
+        dataset=m["datasets"],
+        mbr_model=m["models"],
+        seed=m["seeds"],
+        filename=filename,
+    )
 
 
 def provenance(*sections, datasets=()):

@@ -9,6 +9,7 @@ REPORT_TABLES = [
     "results/tables/arithmetic.html",
     "results/tables/arithmetic_embeddings.html",
     "results/tables/arithmetic_cooccurrence.html",
+    "results/tables/mbr.html",
 ]
 
 

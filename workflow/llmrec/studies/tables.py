@@ -90,6 +90,7 @@ class Run:
     seed: int
     test: Mapping[str, float]
     units: str
+    prefix: str = ""  # the per-unit table's columns of this run, ``tail/`` of ``tail/hit@10``
 
 
 def read_runs(study: str, summaries: Sequence[str], units: Sequence[str]) -> list[Run]:
@@ -138,6 +139,14 @@ def mean_over_seeds(frames: Sequence[pd.DataFrame], key: str) -> pd.DataFrame:
     return pd.concat(frames).groupby(key).mean().reset_index()
 
 
+def _unit_table(run: Run, unit: str) -> pd.DataFrame:
+    table = pd.read_parquet(run.units)
+    if not run.prefix:
+        return table
+    picked = [c for c in table.columns if c.startswith(run.prefix)]
+    return table[[unit, *picked]].rename(columns=lambda c: c.removeprefix(run.prefix))
+
+
 @dataclass
 class Group:
     """The runs (seeds) of one row of a table."""
@@ -147,8 +156,8 @@ class Group:
 
     @cached_property
     def unit_tables(self) -> list[pd.DataFrame]:
-        """Each run's (seed's) per-unit metrics."""
-        return [pd.read_parquet(r.units) for r in self.runs]
+        """Each run's (seed's) per-unit metrics (its ``prefix``'s columns, the prefix cut)."""
+        return [_unit_table(r, self.unit) for r in self.runs]
 
     @cached_property
     def by_unit(self) -> pd.DataFrame:
@@ -187,6 +196,9 @@ class TableSpec:
         annotate_if: a markdown cell gets its bracket (change, p) when this column of it
             (``p`` or ``change_%``) holds a value and the row is not the baseline's.
         title: the HTML page's heading.
+        best_of: where given, each metric's baseline is the model among these with the highest
+            mean in the same dataset and variant (the best baseline per column), not
+            ``baseline``; the CSV names it in ``<metric>_vs``.
 
     ``change`` and ``annotate_if`` keep each study's numbers and notation exactly as they were
     before the studies shared this module (they part ways, e.g., against a baseline mean of 0).
@@ -211,6 +223,7 @@ class TableSpec:
     annotate_if: Literal["p", "change_%"] = "p"
     title: str = ""
     model_baselines: Mapping[str, Mapping[str, Variant]] = field(default_factory=dict)
+    best_of: tuple[str, ...] = ()
 
 
 GroupKey = tuple[str, Variant, str]  # (dataset, variant, model)
@@ -251,6 +264,21 @@ def _baseline_key(key: GroupKey, spec: TableSpec) -> GroupKey:
     return (dataset, baseline.get("variant", variant), baseline.get("model", model))
 
 
+def _best_key(
+    key: GroupKey, metric: str, groups: Mapping[GroupKey, Group], spec: TableSpec
+) -> GroupKey | None:
+    """The group among ``best_of``'s models of ``key``'s dataset and variant with the highest
+    mean ``metric`` over seeds (the first in model order on a tie); None if there is none."""
+    dataset, variant, _ = key
+    candidates = [k for k in groups if k[:2] == (dataset, variant) and k[2] in spec.best_of]
+    if not candidates:
+        return None
+    means = np.array([mean_std([r.test[metric] for r in groups[k].runs])[0] for k in candidates])
+    if np.isnan(means).all():  # e.g. a segment without a single test case
+        return None
+    return candidates[int(np.nanargmax(means))]
+
+
 def _change(value: float, base: float) -> float:
     """``value``'s change in % of ``base``; NaN where ``base`` is 0 or NaN."""
     return 100 * (value - base) / base if base else np.nan
@@ -289,17 +317,26 @@ def build_rows(
     rows = []
     for key, group in groups.items():
         dataset, variant, model = key
-        base_key = _baseline_key(key, spec)
-        base, is_baseline = groups.get(base_key), base_key == key
         values = {
             "dataset": dataset + (" (synthetic)" if dataset in synthetic else ""),
             "variant": variant,
             "model": spec.model_names.get(model, model),
         }
         row = {spec.names.get(c, c): values[c] for c in spec.columns} | {"seeds": len(group.runs)}
+        row_is_baseline = False
         for metric in spec.metrics:
-            row |= _metric_cells(metric, group, base, is_baseline, spec)
-        rows.append((row, is_baseline))
+            if spec.best_of:
+                base_key = _best_key(key, metric, groups, spec)
+            else:
+                base_key = _baseline_key(key, spec)
+                row_is_baseline = base_key == key
+            base = groups.get(base_key) if base_key else None
+            row |= _metric_cells(metric, group, base, base_key == key, spec)
+            if spec.best_of:
+                row[f"{metric}_vs"] = (
+                    spec.model_names.get(base_key[2], base_key[2]) if base_key else None
+                )
+        rows.append((row, row_is_baseline))
     tests = [(row, m) for row, _ in rows for m in spec.metrics]
     for (row, metric), adjusted in zip(tests, holm([row[f"{m}_p"] for row, m in tests])):
         row[f"{metric}_p_holm"] = adjusted
