@@ -13,6 +13,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/mbr_data.smk"
 include: "workflow/rules/text.smk"
 include: "workflow/rules/pfr.smk"
 include: "workflow/rules/popk.smk"

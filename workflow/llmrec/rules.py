@@ -38,6 +38,11 @@ RULES: dict[str, str] = {
     "item_text": "llmrec.data.steps",
     "dataset_statistics": "llmrec.data.steps",
     "dataset_table": "llmrec.data.steps",
+    # Multi-behaviour study, data: behaviour sequences and split, per-behaviour graphs, user
+    # history text (workflow/rules/mbr_data.smk).
+    "mbr_sequences": "llmrec.data.steps",
+    "mbr_graphs": "llmrec.data.steps",
+    "mbr_user_text": "llmrec.data.steps",
     # Text: the LLM's profiles and sentence embeddings (workflow/rules/text.smk).
     "fetch_llm": "llmrec.text.steps",
     "item_profiles": "llmrec.text.steps",

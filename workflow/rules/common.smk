@@ -130,6 +130,7 @@ wildcard_constraints:
     p5_method="p5|precondition|task_vector",
     setting="seen|unseen",
     mbr_model="|".join(config["mbr"]["models"]),
+    stage="valid|test",
 
 
 def dataset_config(wildcards):
@@ -219,6 +220,27 @@ def dataset_targets(dataset):
 
 def data_targets():
     return [t for d in DATASETS for t in dataset_targets(d)] + ["results/tables/datasets.csv"]
+
+
+def mbr_behaviours(wildcards):
+    """The dataset's multi-behaviour settings; a dataset without them is one sentence's error."""
+    settings = dataset_config(wildcards).get("behaviours")
+    if not settings:
+        raise ValueError(
+            f"datasets.{wildcards.dataset} has no behaviours block, which the multi-behaviour "
+            f"study needs: add one (funnel, target; from_rating for ratings; see config.yaml's "
+            f"ml-100k)"
+        )
+    return settings
+
+
+def mbr_split_options(wildcards):
+    """What the behaviour sequences and split depend on (not the text's history length)."""
+    return {k: v for k, v in mbr_behaviours(wildcards).items() if k != "text_events"}
+
+
+def mbr_text_events(wildcards):
+    return mbr_behaviours(wildcards)["text_events"]
 
 
 def pfr_train_input(wildcards):

@@ -185,7 +185,7 @@ def _sample_users(con: duckdb.DuckDBPyConnection, n: int, seed: int) -> None:
     log.info("sample_users: %d of %d users kept (seed %d)", n, len(users), seed)
 
 
-def _events_by_user(interactions: Path) -> tuple[pa.Table, np.ndarray, np.ndarray]:
+def events_by_user(interactions: Path) -> tuple[pa.Table, np.ndarray, np.ndarray]:
     """The events in (user, time, source row) order, each user's first row, and each user's
     count.
 
@@ -225,7 +225,7 @@ def split_leave_one_out(interactions: Path, out: Path) -> None:
     Ties in time keep the source's order. Users with fewer than 3 events keep them all in
     training.
     """
-    table, starts, counts = _events_by_user(interactions)
+    table, starts, counts = events_by_user(interactions)
     code = np.zeros(table.num_rows, np.int8)
     long_enough = counts >= 3
     ends = starts + counts
@@ -264,7 +264,7 @@ def split_random(
 ) -> None:
     """RecBole's "RO" split: each user's events in a seeded random order, cut by ``ratios``
     (counts as in :func:`random_split_counts`)."""
-    table, starts, counts = _events_by_user(interactions)
+    table, starts, counts = events_by_user(interactions)
     user_of_row = np.repeat(np.arange(len(counts)), counts)
     shuffled = np.lexsort((np.random.default_rng(seed).random(table.num_rows), user_of_row))
     rank = np.empty(table.num_rows, np.int64)
@@ -333,7 +333,7 @@ def build_sequences(interactions: Path, out: Path) -> None:
     Built from the (user, time, source row)-ordered events by cutting at user boundaries: no
     aggregation, so memory is the table itself whatever the number of users.
     """
-    table, starts, counts = _events_by_user(interactions)
+    table, starts, counts = events_by_user(interactions)
     offsets = pa.array(np.r_[starts, table.num_rows].astype(np.int32))
     sequences = pa.table(
         {

@@ -11,9 +11,11 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from ..io import atomic_path, read_json, remove_leftovers, write_json
 from ..provenance import stamp
-from . import download, encode, synthetic_news
+from . import download, encode, multi_behaviour, synthetic_news
 from .canonical import write_canonical
 from .registry import get_spec
 from .sources import csv_file, parser_module
@@ -192,6 +194,49 @@ def dataset_statistics(input: Paths, output: Paths, *, dataset: str) -> None:
     write_json(output["stats"], stats)
 
 
+def mbr_sequences(input: Paths, output: Paths, *, dataset: str, behaviours: Mapping) -> None:
+    """The multi-behaviour study's behaviour-typed sequences and leave-one-out split on the
+    target behaviour, and their summary (``multi_behaviour.build_sequences``).
+
+    ``behaviours``: the dataset's ``behaviours`` settings (funnel, target, from_rating).
+    """
+    multi_behaviour.build_sequences(
+        Path(input["interactions"]),
+        Path(output["sequences"]),
+        Path(output["summary"]),
+        dataset=dataset,
+        funnel=behaviours.get("funnel"),
+        target=behaviours.get("target"),
+        from_rating=behaviours.get("from_rating"),
+    )
+
+
+def mbr_graphs(input: Paths, output: Paths, *, stage: str) -> None:
+    """One deduplicated graph per behaviour of a stage's events: ``valid`` = the training part,
+    ``test`` = the test-time history (``multi_behaviour.build_graphs``). The filtered users and
+    items tables give the id space, so ids without an event count too."""
+    edges = multi_behaviour.build_graphs(
+        Path(input["sequences"]),
+        pq.read_metadata(input["users"]).num_rows,
+        pq.read_metadata(input["item_table"]).num_rows,
+        Path(output["graphs"]),
+        stage=stage,
+    )
+    log.info("%s: edges per behaviour %s", output["graphs"], edges)
+
+
+def mbr_user_text(input: Paths, output: Paths, *, stage: str, text_events: int = 20) -> None:
+    """Each user's latest ``text_events`` events of a stage's history as text ("viewed X;
+    bought Y"), items named by their titles (``multi_behaviour.build_user_text``)."""
+    multi_behaviour.build_user_text(
+        Path(input["sequences"]),
+        Path(input["item_text"]),
+        Path(output["text"]),
+        stage=stage,
+        max_events=text_events,
+    )
+
+
 STATS_COLUMNS = (
     "dataset",
     "kind",
@@ -206,15 +251,23 @@ STATS_COLUMNS = (
 
 def dataset_table(input: Paths, output: Paths, provenance: Mapping | None = None) -> None:
     """Gather every dataset's statistics into the studies' dataset table (CSV), each row
-    stamped with the git commit and the config hash (``llmrec.provenance``)."""
+    stamped with the git commit and the config hash (``llmrec.provenance``).
+
+    Each behaviour of any dataset gets a column ``events_<behaviour>``, its events in the
+    filtered table (empty where a dataset has none of it): Taobao's view, fav, cart and buy,
+    MovieLens' rating.
+    """
     stats = input["stats"]
     rows = [read_json(p) for p in ([stats] if isinstance(stats, (str, Path)) else stats)]
+    behaviours = sorted({b for row in rows for b in row.get("behaviours", {})})
     stamped = stamp(provenance)
+    columns = [*STATS_COLUMNS, *(f"events_{b}" for b in behaviours), *stamped]
     with atomic_path(output["table"]) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[*STATS_COLUMNS, *stamped], extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in sorted(rows, key=lambda r: r["dataset"]):
-            row = dict(row) | stamped
+            counts = {f"events_{b}": n for b, n in row.get("behaviours", {}).items()}
+            row = dict(row) | counts | stamped
             row["density"] = f"{row['density']:.6f}"
             row["impressions"] = sum(row.get("impressions", {}).values()) or ""
             writer.writerow(row)

@@ -537,7 +537,8 @@ def write_study_table(
 DATASETS_NOTE = (
     "Users, items and interactions of each dataset as the models read it, after the configured "
     "filters; density = interactions / (users x items). News datasets: click events, and "
-    "impressions over all splits. Rows marked synthetic are generated, not real data."
+    "impressions over all splits. events_<behaviour>: the events of each behaviour (view, cart, "
+    "buy, ...; rating for rated data). Rows marked synthetic are generated, not real data."
 )
 
 
