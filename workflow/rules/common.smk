@@ -215,6 +215,23 @@ def dataset_targets(dataset):
         f"{base}/sequences.parquet",
         f"{base}/item_text.parquet",
         f"{base}/stats.json",
+        *mbr_dataset_targets(dataset),
+    ]
+
+
+def mbr_dataset_targets(dataset):
+    """The multi-behaviour artifacts of a dataset with a behaviours block."""
+    if not config["datasets"][dataset].get("behaviours"):
+        return []
+    base = f"results/data/{dataset}/mbr"
+    return [
+        f"{base}/sequences.parquet",
+        f"{base}/behaviours.json",
+        *(
+            f"{base}/{kind}_{stage}.{ext}"
+            for kind, ext in (("graphs", "npz"), ("user_text", "parquet"))
+            for stage in ("valid", "test")
+        ),
     ]
 
 
@@ -415,7 +432,7 @@ def study_tables():
 
 def mbr_model_settings(wildcards):
     """The model's own section: changing one model's settings reruns only its runs."""
-    return config["mbr"][wildcards.mbr_model]
+    return config["mbr"].get(wildcards.mbr_model, {})  # pop has no settings
 
 
 def mbr_runs(filename):
