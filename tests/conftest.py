@@ -6,6 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from llmrec.data import steps
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 
@@ -54,3 +56,17 @@ def canonical(tmp_path):
         }
 
     return make
+
+
+def fetch_and_parse(tmp_path: Path, dataset: str, folder: Path) -> dict[str, Path]:
+    """Run the fetch and parse rules' functions on the files in ``folder`` (source local), as
+    the workflow does; return the canonical tables' paths (``item_table``: the items)."""
+    manifest = tmp_path / "fetched" / "manifest.json"
+    manifest.parent.mkdir()
+    options = {"source": "local", "path": str(folder)}
+    steps.fetch_dataset({}, {"manifest": manifest}, dataset=dataset, options=options)
+    names = ("interactions", "item_table", "users", "impressions", "reviews")
+    out = {name: tmp_path / "canonical" / f"{name}.parquet" for name in names}
+    (tmp_path / "canonical").mkdir()
+    steps.parse_dataset({"manifest": manifest}, out, dataset=dataset, options={})
+    return out

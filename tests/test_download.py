@@ -315,19 +315,20 @@ def test_safe_extract_unpacks_a_safe_tar_with_an_inner_symlink(tmp_path):
 # 5. A manual download that is missing ------------------------------------------------------------
 
 
-def test_missing_manual_download_says_where_from_where_to_and_checksum(tmp_path):
+@pytest.mark.parametrize("dataset", [name for name, spec in REGISTRY.items() if spec.manual])
+def test_missing_manual_download_says_where_from_where_to_and_checksum(tmp_path, dataset):
     manifest = tmp_path / "out" / "manifest.json"
     folder = tmp_path / "nothere"
     with pytest.raises(ManualDownloadRequired) as err:
         steps.fetch_dataset(
             {},
             {"manifest": manifest},
-            dataset="yelp",
+            dataset=dataset,
             options={"source": "local", "path": str(folder)},
             progress=False,
         )
     message = str(err.value)
-    spec = REGISTRY["yelp"]
+    spec = REGISTRY[dataset]
     assert spec.homepage in message
     for f in spec.files:
         assert str(folder.resolve() / f.name) in message

@@ -18,7 +18,17 @@ import pytest
 
 from llmrec.data import encode
 from llmrec.data.canonical import write_canonical
-from llmrec.data.sources import amazon, csv_file, lastfm, mind, movielens, taobao, yelp
+from llmrec.data.sources import (
+    amazon,
+    csv_file,
+    lastfm,
+    mind,
+    movielens,
+    retailrocket,
+    taobao,
+    tmall,
+    yelp,
+)
 
 from .conftest import FIXTURES
 
@@ -250,6 +260,12 @@ SOURCES = {
         lambda d: _json_lines(d / "yelp_academic_dataset_review.json", "user_id", "business_id"),
     ),
     "taobao": (taobao, {}, lambda d: _delimited(d / "UserBehavior.csv", ",")),
+    "tmall": (tmall, {}, lambda d: _delimited(d / "user_log_format1.csv", ",", 1)),
+    "retailrocket": (
+        retailrocket,
+        {},
+        lambda d: _delimited(d / "events.csv", ",", 1, user=1, item=3),
+    ),
     "lastfm": (lastfm, {}, lambda d: _lastfm_first_tags(d / "user_taggedartists-timestamps.dat")),
     "mind-small": (mind, {}, _mind_clicks),
     "csv": (

@@ -32,6 +32,8 @@ SOURCES = [
     ("lastfm", "lastfm", {"tags.dat"}),
     ("yelp", "yelp", set()),
     ("taobao", "taobao", set()),
+    ("tmall", "tmall", set()),
+    ("retailrocket", "retailrocket", set()),
     ("mind", "mind-small", set()),
 ]
 
@@ -94,6 +96,8 @@ def test_a_latin1_file_behind_a_utf8_mark_is_refused(tmp_path, parser, fixture, 
         ("lastfm", "lastfm", "artists.dat"),
         ("yelp", "yelp", "yelp_academic_dataset_review.json"),
         ("taobao", "taobao", "UserBehavior.csv"),
+        ("tmall", "tmall", "user_log_format1.csv"),
+        ("retailrocket", "retailrocket", "events.csv"),
         ("mind", "mind-small", "news.tsv"),
     ],
 )

@@ -186,6 +186,38 @@ REGISTRY: dict[str, DatasetSpec] = {
             sources=("local",),
             notes="user,item,category,behaviour(pv|buy|cart|fav),timestamp; no header; ~100M rows",
         ),
+        DatasetSpec(
+            name="tmall",
+            kind="multi-behaviour",
+            parser="tmall",
+            homepage="https://tianchi.aliyun.com/dataset/42",
+            licence="Tianchi (Alibaba) dataset licence: research use after sign-in",
+            files=(SourceFile("user_log_format1.csv", "https://tianchi.aliyun.com/dataset/42"),),
+            manual=True,
+            sources=("local",),
+            notes=(
+                "IJCAI-15 repeat buyers (data_format1.zip): user,item,cat,seller,brand,"
+                "time_stamp(MMDD, 2014),action_type(0 click|1 cart|2 buy|3 fav); header; ~55M rows"
+            ),
+        ),
+        DatasetSpec(
+            name="retailrocket",
+            kind="multi-behaviour",
+            parser="retailrocket",
+            homepage="https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset",
+            licence="Retailrocket on Kaggle: CC BY-NC-SA 4.0, non-commercial use",
+            files=(
+                SourceFile(
+                    "events.csv", "https://www.kaggle.com/datasets/retailrocket/ecommerce-dataset"
+                ),
+            ),
+            manual=True,
+            sources=("local",),
+            notes=(
+                "timestamp(ms),visitorid,event(view|addtocart|transaction),itemid,transactionid; "
+                "header; ~2.8M rows"
+            ),
+        ),
         _mind("mind-small", "small", ("train", "dev")),
         _mind("mind-large", "large", ("train", "dev", "test")),
         DatasetSpec(
