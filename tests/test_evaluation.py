@@ -157,6 +157,25 @@ def test_batching_gives_the_same_lists_as_one_batch():
         assert np.array_equal(topk(lambda u: table[u], users, exclude, 6, batch_size), whole)
 
 
+def test_a_large_catalogue_is_ranked_in_smaller_batches(monkeypatch):
+    from llmrec.evaluation import ranking
+
+    rng = np.random.default_rng(2)
+    table = torch.from_numpy(rng.random((40, 17)).astype(np.float32))
+    exclude = sp.csr_matrix((40, 17))
+    whole = topk(lambda u: table[u], np.arange(40), exclude, k=5)
+    sizes = []
+
+    def scores(users):
+        sizes.append(len(users))
+        return table[users]
+
+    # A budget of 34 scores is two users of 17 items at a time.
+    monkeypatch.setattr(ranking, "MAX_BATCH_SCORES", 34)
+    assert np.array_equal(topk(scores, np.arange(40), exclude, k=5), whole)
+    assert max(sizes) == 2 and sum(sizes) == 40
+
+
 def test_topk_matches_a_full_stable_sort():
     rng = np.random.default_rng(1)
     table = rng.integers(0, 5, size=(30, 12)).astype(np.float32)

@@ -36,6 +36,8 @@ ScoresFn = Callable[[torch.Tensor], torch.Tensor]
 METRICS = ("recall", "ndcg", "mrr", "hit", "precision")
 PAD = -1
 """Item id that fills a list when a user has fewer than k candidate items."""
+MAX_BATCH_SCORES = 2**27
+"""Most scores ranked at once (0.5 GiB of float32; the masked copy and top-k double it)."""
 
 
 def topk(
@@ -52,8 +54,9 @@ def topk(
         exclude: ``n_users x n_items``; the stored entries of a user's row (training items, and
             validation items at test time) are set to ``-inf`` and so never recommended.
         k: list length.
-        batch_size: users scored at once (default 1024); memory is about
-            ``batch_size x n_items`` scores, never all users at once.
+        batch_size: most users scored at once (default 1024); fewer where
+            ``batch_size x n_items`` would exceed :data:`MAX_BATCH_SCORES` scores (Taobao's
+            millions of items), so memory stays bounded whatever the catalogue.
 
     Returns:
         int64 array ``[len(users), k]``. A user with fewer than ``k`` candidates (items that are
@@ -71,6 +74,7 @@ def topk(
     exclude = sp.csr_matrix(exclude)
     out = np.full((len(users), k), PAD, dtype=np.int64)
     depth = min(k, n_items)
+    batch_size = max(1, min(batch_size, MAX_BATCH_SCORES // max(n_items, 1)))
     with torch.no_grad():
         for lo in range(0, len(users), batch_size):
             batch = users[lo : lo + batch_size]
