@@ -17,24 +17,62 @@ def sparse_adjacency(adj: sp.csr_matrix, device: str | torch.device = "cpu") -> 
     Raises ``ValueError`` if ``adj`` is not symmetric, since :class:`SymmetricSpmm` relies on it.
     """
     adj = sp.csr_matrix(adj, dtype=np.float32)
-    adj.sort_indices()
     if adj.shape[0] != adj.shape[1] or abs(adj - adj.T).max() > 1e-6:
         raise ValueError(
             f"LightGCN needs a symmetric square adjacency, got one of shape "
             f"{adj.shape} that differs from its transpose"
         )
+    return csr_tensor(adj, device)
+
+
+def csr_tensor(m: sp.spmatrix, device: str | torch.device = "cpu") -> Tensor:
+    """Any scipy sparse matrix as a float32 torch sparse CSR tensor with sorted indices."""
+    m = sp.csr_matrix(m, dtype=np.float32)
+    m.sort_indices()
     # 32-bit indices where they fit: half the memory, and torch.sparse.mm (MKL) would convert
     # 64-bit ones on every call.
-    index = np.int32 if adj.nnz < 2**31 else np.int64
+    index = np.int32 if m.nnz < 2**31 else np.int64
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            torch.from_numpy(adj.indptr.astype(index)),
-            torch.from_numpy(adj.indices.astype(index)),
-            torch.from_numpy(adj.data),
-            size=adj.shape,
+            torch.from_numpy(m.indptr.astype(index)),
+            torch.from_numpy(m.indices.astype(index)),
+            torch.from_numpy(m.data),
+            size=m.shape,
             check_invariants=False,
         ).to(device)
+
+
+def normalized_bipartite(r: sp.spmatrix) -> sp.csr_matrix:
+    """The symmetric ``(U+I) x (U+I)`` LightGCN adjacency ``D^-1/2 A D^-1/2`` of user x item ``r``.
+
+    ``A = [[0, r], [r.T, 0]]`` with users first; degrees are the row and column sums of ``r``
+    (counts for a binary ``r``). A node without edges keeps an empty row instead of dividing by
+    zero. For a binary ``r`` this equals ``llmrec.data.artifacts.Graph.normalized_adjacency``
+    (the data stage's stored norms); models that build graphs at run time (one per behaviour)
+    use this.
+    """
+    r = sp.csr_matrix(r, dtype=np.float32)
+    deg_u = np.asarray(r.sum(axis=1)).ravel()
+    deg_i = np.asarray(r.sum(axis=0)).ravel()
+    inv_u = np.divide(1.0, np.sqrt(deg_u), out=np.zeros_like(deg_u), where=deg_u > 0)
+    inv_i = np.divide(1.0, np.sqrt(deg_i), out=np.zeros_like(deg_i), where=deg_i > 0)
+    norm = sp.diags(inv_u) @ r @ sp.diags(inv_i)
+    adj = sp.bmat([[None, norm], [norm.T, None]], format="csr", dtype=np.float32)
+    adj.sort_indices()
+    return adj
+
+
+def lightgcn_layers(adj: Tensor, x: Tensor, num_layers: int) -> Tensor:
+    r"""LightGCN's layer mean :math:`\frac{1}{K+1}\sum_{k=0}^{K} \hat{A}^k x`.
+
+    ``adj`` is a symmetric sparse CSR tensor (:func:`sparse_adjacency`); differentiable in ``x``.
+    """
+    total = x
+    for _ in range(num_layers):
+        x = SymmetricSpmm.apply(adj, x)
+        total = total + x
+    return total / (num_layers + 1)
 
 
 def csr_matmul(adj: Tensor, x: Tensor) -> Tensor:
@@ -90,6 +128,8 @@ class LightGCN(nn.Module):
         num_items (int): Number of items (the following rows of the adjacency).
         embedding_dim (int, optional): Size of every embedding. (default: :obj:`64`)
         num_layers (int, optional): Number of propagation layers :math:`K`. (default: :obj:`3`)
+            With ``0`` there is no propagation: the final embeddings are the ego embeddings and
+            the model is matrix factorisation trained with BPR (MF-BPR, Rendle et al. 2009).
     """
 
     def __init__(
@@ -111,11 +151,7 @@ class LightGCN(nn.Module):
     def propagate(self, adj: Tensor) -> tuple[Tensor, Tensor]:
         """Final ``(user, item)`` embeddings on the sparse CSR adjacency ``adj``."""
         x = torch.cat([self.user_embedding.weight, self.item_embedding.weight])
-        total = x
-        for _ in range(self.num_layers):
-            x = SymmetricSpmm.apply(adj, x)
-            total = total + x
-        final = total / (self.num_layers + 1)
+        final = lightgcn_layers(adj, x, self.num_layers)
         return final[: self.num_users], final[self.num_users :]
 
     def scores(self, users: Tensor, user_final: Tensor, item_final: Tensor) -> Tensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -22,10 +22,11 @@ ExtraLoss = Callable[[nn.Module, Tensor, Tensor, Tensor, Tensor, Tensor], Tensor
 
 def train_bpr(
     model: nn.Module,
-    graph_adj: sp.csr_matrix | Tensor,
+    graph_adj: sp.csr_matrix | Tensor | Sequence[sp.csr_matrix | Tensor],
     train: sp.csr_matrix,
     valid: sp.csr_matrix,
     *,
+    exclude: sp.csr_matrix | None = None,
     epochs: int = 1000,
     batch_size: int = 2048,
     lr: float = 1e-3,
@@ -44,11 +45,16 @@ def train_bpr(
         model: has ``propagate(adj) -> (user_final, item_final)``, ``bpr_loss(users, pos, neg,
             user_final, item_final) -> (bpr, reg)`` and ``scores(users, user_final, item_final)``
             (see ``llmrec.models.lightgcn.LightGCN``). Seed before building it (``init_seed``).
-        graph_adj: the model's adjacency; a scipy matrix is converted once with
+        graph_adj: the model's adjacency, or a sequence of them (one per behaviour, passed to
+            ``propagate`` as a list); a scipy matrix is converted once with
             ``sparse_adjacency``, a tensor is used as given.
         train: user x item training interactions; each epoch visits every pair once
-            (``bpr_batches``), and they are excluded from validation rankings.
+            (``bpr_batches``).
         valid: user x item validation interactions, the truth of ``metric``.
+        exclude: user x item interactions masked in validation rankings (default None:
+            ``train``). The multi-behaviour study trains on target pairs and masks the training
+            target items, so it passes nothing; the option is for a loop whose pairs and mask
+            differ.
         epochs: most epochs to run (default 1000).
         batch_size: triples per step (default 2048).
         lr: Adam learning rate (default 1e-3).
@@ -81,7 +87,10 @@ def train_bpr(
             f"{eval_every} and {patience}"
         )
     model.to(device)
-    adj = sparse_adjacency(graph_adj, device) if sp.issparse(graph_adj) else graph_adj.to(device)
+    if sp.issparse(graph_adj) or isinstance(graph_adj, Tensor):
+        adj = _on_device(graph_adj, device)
+    else:
+        adj = [_on_device(a, device) for a in graph_adj]
     # One fused kernel per parameter instead of a dozen element-wise passes: 5% of a step.
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seed)
@@ -117,7 +126,7 @@ def train_bpr(
                 continue
 
             start = time.perf_counter()
-            value = validate(model, adj, train, valid, metric)
+            value = validate(model, adj, train if exclude is None else exclude, valid, metric)
             row = {
                 "epoch": epoch,
                 "loss": loss_sum.item() / max(n_pairs, 1),
@@ -134,9 +143,18 @@ def train_bpr(
     return stopping.best_state, history
 
 
+def _on_device(adj: sp.csr_matrix | Tensor, device: str | torch.device) -> Tensor:
+    """A scipy adjacency converted with ``sparse_adjacency``, or a tensor moved, to ``device``."""
+    return sparse_adjacency(adj, device) if sp.issparse(adj) else adj.to(device)
+
+
 @torch.no_grad()
 def validate(
-    model: nn.Module, adj: Tensor, exclude: sp.csr_matrix, truth: sp.csr_matrix, metric: str
+    model: nn.Module,
+    adj: Tensor | list[Tensor],
+    exclude: sp.csr_matrix,
+    truth: sp.csr_matrix,
+    metric: str,
 ) -> float:
     """``metric`` of ``model`` ranking every item not in ``exclude`` against ``truth``."""
     model.eval()
