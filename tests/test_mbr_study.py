@@ -47,7 +47,14 @@ SETTINGS = {
     "lightgcn": GRAPH,
     "lightgcn_merged": GRAPH,
     "cascading_gcn": GRAPH,
-    "cascading_rank": {},
+    "cascading_rank": {
+        "alpha": [0.0, 0.3],
+        "beta": [0.6, 0.9],
+        "iterations": 20,
+        "tolerance": 1e-4,
+        "chunk_size": 16,
+        "metric": "ndcg@10",
+    },
     "sasrec": SEQUENCE,
     "bsasrec": SEQUENCE,
 }
@@ -117,8 +124,14 @@ def test_every_model_is_tested_on_every_segment(runs):
         overall = per_user["overall/hit@10"]
         assert overall.between(0, 1).all() and overall.notna().all()
         assert summary["test"]["overall"]["hit@10"] == pytest.approx(overall.mean())
-        if model in mbr.TRAINING_FREE:
+        if model in ("pop", "aux_first"):
             assert summary["history"] == []
+        elif model == "cascading_rank":  # the grid: (0, 0.6), (0, 0.9), (0.3, 0.6)
+            assert [(r["alpha"], r["beta"]) for r in summary["history"]] == [
+                (0.0, 0.6),
+                (0.0, 0.9),
+                (0.3, 0.6),
+            ]
         else:
             assert summary["history"], model
 

@@ -31,7 +31,7 @@ from ..data.artifacts import (
     load_behaviour_sequences,
 )
 from ..device import resolve_device
-from ..evaluation.ranking import ScoresFn
+from ..evaluation.ranking import ScoresFn, evaluate, summarize
 from ..evaluation.segments import SEGMENTS, evaluate_segments, popularity_groups
 from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
 from ..figures import save_png, seed_count, subplots
@@ -118,7 +118,7 @@ def _adjacencies(model: str, graphs: BehaviourGraphs) -> list[sp.csr_matrix] | s
     """The normalised adjacency (or, cascading, one per behaviour in funnel order) a graph
     model propagates over."""
     if model == "cascading_gcn":
-        return [normalized_bipartite(graphs.matrices[b]) for b in graphs.behaviours]
+        return [normalized_bipartite(m) for m in _funnel_matrices(graphs)]
     if model == "lightgcn_merged":
         return normalized_bipartite(graphs.merged())
     return normalized_bipartite(graphs.matrices[graphs.behaviours[-1]])
@@ -226,18 +226,57 @@ def _fit_sequence(
     return history_scores(net, items, behaviours, cut, dev), state, history
 
 
-def _training_free(model: str, seqs: BehaviourSequences, test: Stage, cfg: Mapping) -> ScoresFn:
-    """Pop, aux-first or CascadingRank on the test-time inputs."""
+def _training_free(
+    model: str,
+    seqs: BehaviourSequences,
+    valid: Stage,
+    test: Stage,
+    cfg: Mapping,
+    dev: torch.device,
+) -> tuple[ScoresFn, list[dict]]:
+    """Pop, aux-first or CascadingRank on the test-time inputs; CascadingRank's weights are
+    chosen on the validation case first (the grid's history is returned)."""
     target_items = test.target_items
     if model == "pop":
-        return Popularity(target_items).scores
+        return Popularity(target_items).scores, []
     if model == "aux_first":
         popularity = np.asarray(target_items.sum(axis=0)).ravel()
+        strength = cfg.get("strength")
+        if strength is not None:
+            strength = [seqs.funnel.index(b) for b in strength]
         return AuxFirst(
-            seqs.items, seqs.behaviours, test.cut, seqs.target, popularity, cfg.get("strength")
-        ).scores
-    matrices = [test.graphs.matrices[b] for b in test.graphs.behaviours]
-    return CascadingRank(matrices, **cfg).scores
+            seqs.items, seqs.behaviours, test.cut, seqs.target, popularity, strength
+        ).scores, []
+    return _cascading_rank(valid, test, cfg, dev)
+
+
+def _cascading_rank(
+    valid: Stage, test: Stage, cfg: Mapping, dev: torch.device
+) -> tuple[ScoresFn, list[dict]]:
+    """CascadingRank with the (alpha, beta) of the grid that ranks the validation case best;
+    as the paper tunes its weights per dataset, and the training part is the validation's input."""
+    fixed = {k: cfg[k] for k in ("iterations", "tolerance", "chunk_size")}
+    metric = cfg["metric"]
+    k = int(metric.partition("@")[2])
+    history = []
+    for alpha in cfg["alpha"]:
+        for beta in cfg["beta"]:
+            if alpha + beta > 1:
+                continue
+            ranker = CascadingRank(_funnel_matrices(valid.graphs), alpha, beta, device=dev, **fixed)
+            value = summarize(evaluate(ranker.scores, valid.truth(), valid.target_items, [k]))
+            history.append({"alpha": alpha, "beta": beta, metric: value[metric]})
+    if not history:
+        raise ValueError("mbr.cascading_rank: no alpha + beta <= 1 in the grid")
+    best = max(history, key=lambda row: row[metric])
+    ranker = CascadingRank(
+        _funnel_matrices(test.graphs), best["alpha"], best["beta"], device=dev, **fixed
+    )
+    return ranker.scores, history
+
+
+def _funnel_matrices(graphs: BehaviourGraphs) -> list[sp.csr_matrix]:
+    return [graphs.matrices[b] for b in graphs.behaviours]
 
 
 def train_mbr(
@@ -277,7 +316,7 @@ def train_mbr(
     state: dict = {}
     history: list[dict] = []
     if model in TRAINING_FREE:
-        scores_fn = _training_free(model, seqs, test, settings)
+        scores_fn, history = _training_free(model, seqs, valid, test, settings, dev)
     elif model in GRAPH_MODELS:
         scores_fn, state, history = _fit_graph(model, valid, test, settings, seed, dev, progress)
     else:
@@ -324,7 +363,7 @@ def train_mbr(
             **run_keys(study=STUDY, dataset=dataset, model=model, variant=None, seed=seed),
             "device": str(dev),
             "train_seconds": seconds,
-            "best_epoch": best["epoch"] if best else None,
+            "best_epoch": best.get("epoch") if best else None,
             "valid": {settings["metric"]: best[settings["metric"]]} if best else {},
             "test": summary_test,
             "history": history,
