@@ -7,7 +7,29 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
+from llmrec.evaluation.ranking import METRICS
+
 log = logging.getLogger(__name__)
+
+
+def check_schedule(metric: str, epochs: int, eval_every: int, patience: int) -> int:
+    """Check a training loop's stopping arguments; return the cut-off k of ``metric``.
+
+    ``metric`` must be ``name@k`` with a name among ``llmrec.evaluation.ranking.METRICS``;
+    ``epochs``, ``eval_every`` and ``patience`` must be at least 1.
+    """
+    name, _, k = metric.partition("@")
+    if name not in METRICS or not k.isdigit() or int(k) < 1:
+        raise ValueError(
+            f"metric must look like 'recall@20' or 'ndcg@10', a name among {METRICS} and a "
+            f"cut-off, got {metric!r}"
+        )
+    if min(epochs, eval_every, patience) < 1:
+        raise ValueError(
+            f"epochs, eval_every and patience must be at least 1, got {epochs}, "
+            f"{eval_every} and {patience}"
+        )
+    return int(k)
 
 
 class EarlyStopping:

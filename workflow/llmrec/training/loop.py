@@ -10,10 +10,10 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from llmrec.evaluation.ranking import METRICS, evaluate, summarize
+from llmrec.evaluation.ranking import evaluate, summarize
 from llmrec.models.lightgcn import sparse_adjacency
 from llmrec.progress import Progress
-from llmrec.training.early_stopping import EarlyStopping
+from llmrec.training.early_stopping import EarlyStopping, check_schedule
 from llmrec.training.sampler import bpr_batches
 
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -70,16 +70,7 @@ def train_bpr(
         ``epoch``, ``loss`` (mean over the last epoch's steps), ``metric`` value,
         ``train_seconds`` (training since the previous validation) and ``eval_seconds``.
     """
-    name, _, k = metric.partition("@")
-    if name not in METRICS or not k.isdigit():
-        raise ValueError(
-            f"metric must look like 'recall@20' with a name among {METRICS}, got {metric!r}"
-        )
-    if min(epochs, eval_every, patience) < 1:
-        raise ValueError(
-            f"epochs, eval_every and patience must be at least 1, got {epochs}, "
-            f"{eval_every} and {patience}"
-        )
+    check_schedule(metric, epochs, eval_every, patience)
     model.to(device)
     adj = sparse_adjacency(graph_adj, device) if sp.issparse(graph_adj) else graph_adj.to(device)
     # One fused kernel per parameter instead of a dozen element-wise passes: 5% of a step.

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmrec.evaluation.ranking import METRICS, ranking_metrics, summarize, topk
+from llmrec.evaluation.ranking import ranking_metrics, summarize, topk
 from llmrec.models.sasrec import PAD
 from llmrec.progress import Progress
-from llmrec.training.early_stopping import EarlyStopping
+from llmrec.training.early_stopping import EarlyStopping, check_schedule
 
 MIN_LENGTH = 3
 """Fewest items a user needs to be evaluated: one of history, a validation and a test item."""
@@ -146,17 +146,8 @@ def fit_sasrec(
         metric at ``ks`` and at ``metric``'s k, ``train_seconds`` (training since the previous
         validation) and ``eval_seconds``.
     """
-    name, _, k = metric.partition("@")
-    if name not in METRICS or not k.isdigit():
-        raise ValueError(
-            f"metric must look like 'ndcg@10' with a name among {METRICS}, got {metric!r}"
-        )
-    if min(epochs, eval_every, patience) < 1:
-        raise ValueError(
-            f"epochs, eval_every and patience must be at least 1, got {epochs}, "
-            f"{eval_every} and {patience}"
-        )
-    cutoffs = sorted({*ks, int(k)})
+    k = check_schedule(metric, epochs, eval_every, patience)
+    cutoffs = sorted({*ks, k})
     model.to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay, fused=True
