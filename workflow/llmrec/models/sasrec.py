@@ -93,21 +93,29 @@ class SASRec(nn.Module):
     def forward(self, seqs: Tensor) -> Tensor:
         """Hidden states ``[B, L, hidden]`` of left-padded item ids ``seqs`` ``[B, L]``,
         ``L <= max_len``; the state at position t summarises items ``<= t``."""
+        return self.encode(self.embed(seqs), seqs == PAD)
+
+    def embed(self, seqs: Tensor) -> Tensor:
+        """Input embeddings ``[B, L, hidden]``: scaled item embeddings plus positions."""
         length = seqs.shape[1]
         if length > self.max_len:
             raise ValueError(
                 f"sequences of length {length} exceed max_len={self.max_len}; "
                 f"keep each user's last {self.max_len} items"
             )
-        padding = seqs == PAD
         positions = torch.arange(self.max_len - length, self.max_len, device=seqs.device)
-        x = self.item_embedding(seqs + 1) * math.sqrt(self.hidden) + self.position_embedding(
+        return self.item_embedding(seqs + 1) * math.sqrt(self.hidden) + self.position_embedding(
             positions
         )
+
+    def encode(self, x: Tensor, padding: Tensor) -> Tensor:
+        """Hidden states ``[B, L, hidden]`` of input embeddings ``x``; ``padding`` ``[B, L]`` is
+        True at padded positions. Subclasses add their own terms to ``embed``'s output."""
+        length = x.shape[1]
         x = self.dropout(x)
         # True = may not attend: the future, and padding keys except a position's own.
-        future = torch.ones(length, length, dtype=torch.bool, device=seqs.device).triu(1)
-        own = torch.eye(length, dtype=torch.bool, device=seqs.device)
+        future = torch.ones(length, length, dtype=torch.bool, device=x.device).triu(1)
+        own = torch.eye(length, dtype=torch.bool, device=x.device)
         mask = future | (padding[:, None, :] & ~own)
         mask = mask.repeat_interleave(self.num_heads, dim=0)  # [B * heads, L, L]
         for block in self.blocks:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -10,10 +9,10 @@ import scipy.sparse as sp
 import torch
 from torch import Tensor, nn
 
-from llmrec.evaluation.ranking import METRICS, evaluate, summarize
+from llmrec.evaluation.ranking import evaluate, summarize
 from llmrec.models.lightgcn import sparse_adjacency
 from llmrec.progress import Progress
-from llmrec.training.early_stopping import EarlyStopping
+from llmrec.training.early_stopping import check_schedule, fit_with_early_stopping
 from llmrec.training.sampler import bpr_batches
 
 ExtraLoss = Callable[[nn.Module, Tensor, Tensor, Tensor, Tensor, Tensor], Tensor]
@@ -76,16 +75,7 @@ def train_bpr(
         ``epoch``, ``loss`` (mean over the last epoch's steps), ``metric`` value,
         ``train_seconds`` (training since the previous validation) and ``eval_seconds``.
     """
-    name, _, k = metric.partition("@")
-    if name not in METRICS or not k.isdigit():
-        raise ValueError(
-            f"metric must look like 'recall@20' with a name among {METRICS}, got {metric!r}"
-        )
-    if min(epochs, eval_every, patience) < 1:
-        raise ValueError(
-            f"epochs, eval_every and patience must be at least 1, got {epochs}, "
-            f"{eval_every} and {patience}"
-        )
+    check_schedule(metric, epochs, eval_every, patience)
     model.to(device)
     if sp.issparse(graph_adj) or isinstance(graph_adj, Tensor):
         adj = _on_device(graph_adj, device)
@@ -94,53 +84,41 @@ def train_bpr(
     # One fused kernel per parameter instead of a dozen element-wise passes: 5% of a step.
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
     rng = np.random.default_rng(seed)
-    history: list[dict] = []
-    stopping = EarlyStopping(metric, patience)
-    train_seconds = 0.0
     n_batches = -(-train.nnz // batch_size)
-    with Progress(epochs, type(model).__name__, "epochs", bar=progress) as epochs_done:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            start = time.perf_counter()
-            loss_sum, n_pairs = torch.zeros((), device=device), 0
-            with Progress(n_batches, f"epoch {epoch}", "batches", bar=False) as batches_done:
-                for users, pos, neg in bpr_batches(train, batch_size, rng):
-                    users, pos, neg = users.to(device), pos.to(device), neg.to(device)
-                    # Propagation runs once per step over the whole graph: every ego embedding
-                    # reaches the batch's final embeddings, so nothing can be cached between
-                    # steps.
-                    user_final, item_final = model.propagate(adj)
-                    bpr, reg = model.bpr_loss(users, pos, neg, user_final, item_final)
-                    loss = bpr + reg_weight * reg
-                    if extra_loss is not None:
-                        loss = loss + extra_loss(model, users, pos, neg, user_final, item_final)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    loss_sum += loss.detach() * len(users)
-                    n_pairs += len(users)
-                    batches_done.update()
-            train_seconds += time.perf_counter() - start
-            epochs_done.update()
-            if epoch % eval_every and epoch != epochs:
-                continue
 
-            start = time.perf_counter()
-            value = validate(model, adj, train if exclude is None else exclude, valid, metric)
-            row = {
-                "epoch": epoch,
-                "loss": loss_sum.item() / max(n_pairs, 1),
-                metric: value,
-                "train_seconds": train_seconds,
-                "eval_seconds": time.perf_counter() - start,
-            }
-            history.append(row)
-            train_seconds = 0.0
-            epochs_done.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
-            if stopping.update(model, row):
-                break
-    model.load_state_dict(stopping.best_state)
-    return stopping.best_state, history
+    def run_epoch(epoch: int) -> float:
+        model.train()
+        loss_sum, n_pairs = torch.zeros((), device=device), 0
+        with Progress(n_batches, f"epoch {epoch}", "batches", bar=False) as batches_done:
+            for users, pos, neg in bpr_batches(train, batch_size, rng):
+                users, pos, neg = users.to(device), pos.to(device), neg.to(device)
+                # Propagation runs once per step over the whole graph: every ego embedding
+                # reaches the batch's final embeddings, so nothing can be cached between steps.
+                user_final, item_final = model.propagate(adj)
+                bpr, reg = model.bpr_loss(users, pos, neg, user_final, item_final)
+                loss = bpr + reg_weight * reg
+                if extra_loss is not None:
+                    loss = loss + extra_loss(model, users, pos, neg, user_final, item_final)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * len(users)
+                n_pairs += len(users)
+                batches_done.update()
+        return loss_sum.item() / max(n_pairs, 1)
+
+    return fit_with_early_stopping(
+        model,
+        run_epoch,
+        lambda: {
+            metric: validate(model, adj, train if exclude is None else exclude, valid, metric)
+        },
+        epochs=epochs,
+        eval_every=eval_every,
+        patience=patience,
+        metric=metric,
+        progress=progress,
+    )
 
 
 def _on_device(adj: sp.csr_matrix | Tensor, device: str | torch.device) -> Tensor:

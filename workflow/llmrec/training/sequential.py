@@ -9,7 +9,7 @@ a generative recommender such as P5 likewise produces any item id, so nothing is
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from llmrec.evaluation.ranking import METRICS, ranking_metrics, summarize, topk
+from llmrec.evaluation.ranking import ranking_metrics, summarize, topk
 from llmrec.models.sasrec import PAD
 from llmrec.progress import Progress
-from llmrec.training.early_stopping import EarlyStopping
+from llmrec.training.early_stopping import check_schedule, fit_with_early_stopping
 
 MIN_LENGTH = 3
 """Fewest items a user needs to be evaluated: one of history, a validation and a test item."""
@@ -69,20 +69,35 @@ def train_epoch(
     device: str | torch.device,
     desc: str = "epoch",
 ) -> float:
-    """One pass of ``training_batches``; returns the mean cross-entropy per target position.
+    """One pass of ``training_batches`` through ``cross_entropy_epoch``; returns its loss."""
+    n_batches = -(-len(trainable_users(sequences)) // batch_size)
+    batches = training_batches(sequences, model.max_len, batch_size, rng)
+    return cross_entropy_epoch(model, batches, n_batches, optimizer, device, desc)
 
-    An epoch longer than 30 s logs its batches done, named ``desc`` in the log.
+
+def cross_entropy_epoch(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, ...]],
+    n_batches: int,
+    optimizer: torch.optim.Optimizer,
+    device: str | torch.device,
+    desc: str = "epoch",
+) -> float:
+    """One pass over ``batches`` of ``(*inputs, targets)``, each ``[batch, L]``: the hidden
+    states ``model(*inputs)`` score every item at each position whose target is not ``PAD``;
+    returns the mean cross-entropy per target position.
+
+    An epoch longer than 30 s logs its batches done (of ``n_batches``), named ``desc``.
     """
     model.train()
     loss_sum, n_targets = torch.zeros((), device=device), 0
-    n_batches = -(-len(trainable_users(sequences)) // batch_size)
     with Progress(n_batches, desc, "batches", bar=False) as batches_done:
-        for inputs, targets in training_batches(sequences, model.max_len, batch_size, rng):
-            inputs, targets = inputs.to(device), targets.to(device)
+        for *inputs, targets in batches:
+            inputs, targets = [t.to(device) for t in inputs], targets.to(device)
             real = targets != PAD
             # Scores only where there is a target: the padding would triple the
             # [positions x items] logits, the largest tensor of a step, on short sequences.
-            logits = model.scores(model(inputs)[real])
+            logits = model.scores(model(*inputs)[real])
             loss = F.cross_entropy(logits, targets[real])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -146,54 +161,26 @@ def fit_sasrec(
         metric at ``ks`` and at ``metric``'s k, ``train_seconds`` (training since the previous
         validation) and ``eval_seconds``.
     """
-    name, _, k = metric.partition("@")
-    if name not in METRICS or not k.isdigit():
-        raise ValueError(
-            f"metric must look like 'ndcg@10' with a name among {METRICS}, got {metric!r}"
-        )
-    if min(epochs, eval_every, patience) < 1:
-        raise ValueError(
-            f"epochs, eval_every and patience must be at least 1, got {epochs}, "
-            f"{eval_every} and {patience}"
-        )
-    cutoffs = sorted({*ks, int(k)})
+    k = check_schedule(metric, epochs, eval_every, patience)
+    cutoffs = sorted({*ks, k})
     model.to(device)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay, fused=True
     )
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    history: list[dict] = []
-    stopping = EarlyStopping(metric, patience)
-    train_seconds = 0.0
-    with Progress(epochs, type(model).__name__, "epochs", bar=progress) as epochs_done:
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            loss = train_epoch(
-                model, sequences, optimizer, batch_size, rng, device, desc=f"epoch {epoch}"
-            )
-            train_seconds += time.perf_counter() - start
-            epochs_done.update()
-            if epoch % eval_every and epoch != epochs:
-                continue
-
-            start = time.perf_counter()
-            valid = summarize(evaluate_sasrec(model, sequences, "valid", cutoffs, device))
-            value = valid[metric]
-            row = {
-                "epoch": epoch,
-                "loss": loss,
-                **valid,
-                "train_seconds": train_seconds,
-                "eval_seconds": time.perf_counter() - start,
-            }
-            history.append(row)
-            train_seconds = 0.0
-            epochs_done.set_postfix(loss=f"{row['loss']:.4f}", **{metric: f"{value:.4f}"})
-            if stopping.update(model, row):
-                break
-    model.load_state_dict(stopping.best_state)
-    return stopping.best_state, history
+    return fit_with_early_stopping(
+        model,
+        lambda epoch: train_epoch(
+            model, sequences, optimizer, batch_size, rng, device, desc=f"epoch {epoch}"
+        ),
+        lambda: summarize(evaluate_sasrec(model, sequences, "valid", cutoffs, device)),
+        epochs=epochs,
+        eval_every=eval_every,
+        patience=patience,
+        metric=metric,
+        progress=progress,
+    )
 
 
 def consecutive_sequences(
