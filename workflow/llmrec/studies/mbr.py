@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,15 +35,16 @@ from ..evaluation.ranking import ScoresFn, evaluate, summarize
 from ..evaluation.segments import SEGMENTS, evaluate_segments, popularity_groups
 from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
 from ..figures import save_png, seed_count, subplots
-from ..io import atomic_path, read_json, save_weights, write_json
+from ..io import atomic_path, read_json, save_weights, write_csv, write_json, write_text
 from ..models.aux_first import AuxFirst
 from ..models.bsasrec import BehaviourSASRec
 from ..models.cascading_gcn import CascadingGCN
 from ..models.cascading_rank import CascadingRank
 from ..models.lightgcn import LightGCN, normalized_bipartite, sparse_adjacency
 from ..models.popularity import Popularity
+from ..provenance import stamp
 from ..training.loop import train_bpr
-from ..training.next_target import fit_next_target, history_scores
+from ..training.next_target import fit_next_target, history_scores, target_only
 from ..training.seed import init_seed
 from .tables import (
     Run,
@@ -191,12 +192,9 @@ def _fit_sequence(
     items, behaviours, n_train = seqs.items, seqs.behaviours, seqs.n_train
     target = seqs.target
     if model == "sasrec":
-        keep = [b == target for b in behaviours]
-        items = [i[k] for i, k in zip(items, keep)]
-        behaviours = [b[k] for b, k in zip(behaviours, keep)]
-        n_train = np.array([k[:n].sum() for k, n in zip(keep, seqs.n_train)], np.int64)
+        items, behaviours, n_train = target_only(items, behaviours, n_train, target)
     net = BehaviourSASRec(
-        seqs.n_items,
+        test.graphs.n_items,
         len(seqs.funnel) if model == "bsasrec" else 0,
         cfg["max_len"],
         cfg["hidden"],
@@ -461,9 +459,6 @@ def mbr_table(
     """Dataset x segment x model: mean ± std over seeds, tests against the best model per
     column (:mod:`llmrec.evaluation.significance`, Holm over the table), and per dataset the
     auxiliary-overlap share (``aux_overlap_<behaviour>`` columns and the note)."""
-    from ..io import write_csv, write_text
-    from ..provenance import stamp
-
     behaviours = {}
     for path in input["behaviours"]:
         info = read_json(path)
