@@ -74,7 +74,7 @@ def reference_split(rows, funnel, target):
             if behaviour == target and item not in seen:
                 seen.add(item)
                 candidates.append((time, item))
-        if len(candidates) >= 3:
+        if len(candidates) >= 3 and candidates[0][0] < candidates[-2][0]:
             (t_valid, valid), (t_test, test) = candidates[-2], candidates[-1]
         else:
             t_valid = t_test = float("inf")
@@ -220,6 +220,17 @@ def test_ties_in_time_are_broken_by_source_order_not_item_id(tmp_path):
     assert (seqs.valid_item[0], seqs.test_item[0]) == (5, 2)
     # Training is before t_valid = 20; the valid item, in the test's second, is not history.
     assert seqs.items[0].tolist() == [9, 8, 7] and seqs.n_train[0] == 3
+
+
+def test_a_user_without_a_target_event_before_its_validation_time_is_not_evaluated(tmp_path):
+    # User 0's first three purchases share one second: its training part would hold no
+    # purchase. User 1 has one purchase before: it is evaluated.
+    rows = [(0, 1, 5, None, "view")] + [(0, i, 10, None, "buy") for i in (1, 2, 3)]
+    rows += [(1, 1, 5, None, "buy")] + [(1, i, 10, None, "buy") for i in (2, 3)]
+    paths = build(tmp_path, rows)
+    seqs = load_behaviour_sequences(paths["sequences"])
+    assert (seqs.valid_item[0], seqs.test_item[0], seqs.n_train[0]) == (-1, -1, 4)
+    assert (seqs.valid_item[1], seqs.test_item[1], seqs.n_train[1]) == (2, 3, 1)
 
 
 def test_a_repeat_purchase_is_never_held_out(tmp_path):

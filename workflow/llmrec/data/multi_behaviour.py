@@ -11,8 +11,10 @@ The split, per user, in (time, source row) order, never by item id:
 - The held-out candidates are the user's first target event on each item: a repeat purchase of
   an item bought before is never held out, since the item is already a training target (and
   training target items are masked in evaluation).
-- A user with at least 3 candidates is evaluated: the last is the test item (at ``t_test``), the
-  one before the validation item (at ``t_valid``). Others keep all their events in training.
+- A user with at least 3 candidates, the first strictly before the second-last, is evaluated:
+  the last is the test item (at ``t_test``), the one before the validation item (at
+  ``t_valid``); its training part so holds a target event. Others keep all their events in
+  training.
 - Training = the user's events strictly before ``t_valid``; the test-time history = events
   strictly before ``t_test``; events at or after ``t_test`` are dropped. "Strictly": an event in
   the same second as a held-out target may come after it, so it is never used to predict it
@@ -199,6 +201,11 @@ def leave_one_out_target(
     per_user = np.bincount(user[candidates], minlength=n_users)
     ends = np.cumsum(per_user)
     evaluated = per_user >= 3
+    # The training part must hold a target event (one strictly before the validation case's
+    # time): a user whose first three purchases share one second has none to learn from, and a
+    # target-only history would be empty.
+    idx = np.flatnonzero(evaluated)
+    evaluated[idx] = time[candidates[ends[idx] - per_user[idx]]] < time[candidates[ends[idx] - 2]]
     test_row = candidates[ends[evaluated] - 1]
     valid_row = candidates[ends[evaluated] - 2]
     split = {
