@@ -43,7 +43,7 @@ SEQUENCE = {
 SETTINGS = {
     "pop": {},
     "aux_first": {"strength": None},
-    "mf": GRAPH | {"num_layers": 0},
+    "mf": {k: v for k, v in GRAPH.items() if k != "num_layers"},
     "lightgcn": GRAPH,
     "lightgcn_merged": GRAPH,
     "cascading_gcn": GRAPH,
