@@ -400,6 +400,40 @@ def test_arithmetic_table_figure_and_cooccurrence(arithmetic_built):
     assert 0 <= arithmetic["accuracy_after"] <= 1
 
 
+MBR_TARGETS = ["results/tables/mbr.csv", "results/figures/mbr_tail.png"]
+
+
+@pytest.fixture(scope="module")
+def mbr_built(built):
+    """The multi-behaviour study's table and figure on the test config (ratings of the ml-100k
+    fixture as dislike / neutral / like)."""
+    in_work(built, "--cores", "2", *MBR_TARGETS)
+    return built
+
+
+@pytest.mark.slow
+def test_mbr_table_and_figure(mbr_built):
+    import pandas as pd
+
+    from llmrec.evaluation.segments import SEGMENTS
+    from llmrec.studies.mbr import MODEL_NAMES, MODELS
+
+    tables = mbr_built / "results" / "tables"
+    table = pd.read_csv(tables / "mbr.csv")
+    assert table[["segment", "model"]].values.tolist() == [
+        [s, MODEL_NAMES[m]] for s in SEGMENTS for m in MODELS
+    ]
+    assert (table["seeds"] == 2).all() and (table["dataset"] == "ml-100k").all()
+    overall = table[table["segment"] == "overall"]
+    for col in ("hit@10", "ndcg@10", "hit@20", "ndcg@20"):
+        assert overall[col].between(0, 1).all(), col
+        # One model per column is the best, compared with nobody.
+        assert overall[f"{col}_p"].isna().sum() >= 1
+    assert "already met in an auxiliary behaviour" in (tables / "mbr.md").read_text()
+    png = (mbr_built / "results" / "figures" / "mbr_tail.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.slow
 def test_benchmarks_table_gathers_the_runs_jobs(pfr_built, popk_built):
     import pandas as pd
@@ -427,7 +461,9 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.slow
-def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_built, tmp_path):
+def test_report_shows_every_table_and_figure(
+    pfr_built, popk_built, arithmetic_built, mbr_built, tmp_path
+):
     browser = _chromium()
     if browser is None:
         pytest.skip("no headless Chromium (.ci/run installs Debian's chromium)")
@@ -444,6 +480,7 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_b
         "results/tables/popk.csv",
         "results/figures/popk_diversity.png",
         *ARITHMETIC_TARGETS,
+        *MBR_TARGETS,
         "results/tables/benchmarks.csv",
     )
     flags = [
@@ -470,6 +507,7 @@ def test_report_shows_every_table_and_figure(pfr_built, popk_built, arithmetic_b
             f"{tables}arithmetic_embeddings.html",
             f"{tables}arithmetic_cooccurrence.html",
         ],
+        "Multi-behaviour": [*MBR_TARGETS, f"{tables}mbr.html"],
         "Benchmarks": [
             f"{tables}benchmarks.csv",
             f"{tables}benchmarks.html",
