@@ -188,3 +188,17 @@ def test_table_and_figure(runs):
     figure = tmp / "mbr_tail.png"
     mbr.mbr_figure({"table": out["table"]}, {"figure": str(figure)})
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_masked_behaviours_leave_the_ranking(runs):
+    from llmrec.data.artifacts import load_behaviour_graphs, load_behaviour_sequences
+
+    _, paths, _ = runs
+    seqs = load_behaviour_sequences(paths["sequences"])
+    graphs = load_behaviour_graphs(paths["test"])
+    only_target = mbr.Stage(seqs, graphs, "test")
+    assert (only_target.masked != graphs.matrices["buy"]).nnz == 0
+    every = mbr.Stage(seqs, graphs, "test", ["view", "cart"])
+    expected = graphs.matrices["buy"] + graphs.matrices["view"] + graphs.matrices["cart"]
+    assert set(zip(*every.masked.nonzero())) == set(zip(*expected.nonzero()))
+    assert (every.masked.data == 1).all()

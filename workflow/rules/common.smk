@@ -430,6 +430,12 @@ def study_tables():
     ]
 
 
+def mbr_masked(wildcards):
+    """The behaviours whose earlier items are masked (null: the target's)."""
+    block = config["datasets"][wildcards.dataset]["behaviours"]
+    return block.get("masked") or [block["target"]]
+
+
 def mbr_model_settings(wildcards):
     """The model's own section: changing one model's settings reruns only its runs."""
     return config["mbr"].get(wildcards.mbr_model, {})  # pop has no settings

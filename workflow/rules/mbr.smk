@@ -32,6 +32,7 @@ rule train_mbr:
         code=code_sha256("train_mbr"),
         model=lambda wildcards: wildcards.mbr_model,
         settings=mbr_model_settings,
+        masked=mbr_masked,
         segments=config["mbr"]["segments"],
         ks=config["mbr"]["ks"],
         device=config["mbr"]["device"],

@@ -6,9 +6,10 @@ the validation target, and tested on the last target event with the test-time in
 event before the test target): graph models propagate over the test-time graphs with their
 trained embeddings, sequence models read the test-time history, training-free methods rank from
 it. Rankings cover the whole catalogue; a user's earlier target items are masked, auxiliary
-items are not. :func:`llmrec.evaluation.segments.evaluate_segments` scores the test overall, on
-tail items and on sparse users; :func:`mbr_table` compares each model with the best baseline of
-each column.
+items are not (they are legitimate answers), unless the dataset masks their behaviours too
+(``behaviours.masked``: MovieLens, where a movie is rated once).
+:func:`llmrec.evaluation.segments.evaluate_segments` scores the test overall, on tail items and
+on sparse users; :func:`mbr_table` compares each model with the best baseline of each column.
 """
 
 from __future__ import annotations
@@ -97,7 +98,13 @@ class Stage:
     """One evaluation stage's inputs: validation (the training part) or test (every event
     before the test target)."""
 
-    def __init__(self, seqs: BehaviourSequences, graphs: BehaviourGraphs, stage: str) -> None:
+    def __init__(
+        self,
+        seqs: BehaviourSequences,
+        graphs: BehaviourGraphs,
+        stage: str,
+        masked: Sequence[str] = (),
+    ) -> None:
         self.graphs = graphs
         self.cut = (
             seqs.n_train if stage == "valid" else np.array([len(s) for s in seqs.items], np.int64)
@@ -106,7 +113,15 @@ class Stage:
         self.users = np.flatnonzero(held_out >= 0)
         self.targets = held_out[self.users]
         target = graphs.behaviours[-1]
-        self.target_items = graphs.matrices[target]  # masked: the user's earlier target items
+        self.target_items = graphs.matrices[target]
+        # Never ranked: the user's earlier items of the masked behaviours (the target's at least).
+        self.masked = sp.csr_matrix(
+            sum(
+                (graphs.matrices[b] for b in {target, *masked}),
+                sp.csr_matrix(graphs.matrices[target].shape),
+            )
+        )
+        self.masked.data[:] = 1.0
 
     def truth(self) -> sp.csr_matrix:
         return sp.csr_matrix(
@@ -155,6 +170,7 @@ def _fit_graph(
         _as_tensors(_adjacencies(model, valid.graphs), dev),
         valid.target_items,
         valid.truth(),
+        exclude=valid.masked,
         epochs=cfg["epochs"],
         batch_size=cfg["batch_size"],
         lr=cfg["lr"],
@@ -181,7 +197,7 @@ def _as_tensors(adj, dev: torch.device):
 def _fit_sequence(
     model: str,
     seqs: BehaviourSequences,
-    test: Stage,
+    valid: Stage,
     cfg: Mapping,
     seed: int,
     dev: torch.device,
@@ -194,7 +210,7 @@ def _fit_sequence(
     if model == "sasrec":
         items, behaviours, n_train = target_only(items, behaviours, n_train, target)
     net = BehaviourSASRec(
-        test.graphs.n_items,
+        valid.graphs.n_items,
         len(seqs.funnel) if model == "bsasrec" else 0,
         cfg["max_len"],
         cfg["hidden"],
@@ -216,6 +232,7 @@ def _fit_sequence(
         eval_every=cfg["eval_every"],
         patience=cfg["patience"],
         metric=cfg["metric"],
+        exclude=valid.masked,
         seed=seed,
         device=dev,
         progress=progress,
@@ -262,7 +279,7 @@ def _cascading_rank(
             if alpha + beta > 1:
                 continue
             ranker = CascadingRank(_funnel_matrices(valid.graphs), alpha, beta, device=dev, **fixed)
-            value = summarize(evaluate(ranker.scores, valid.truth(), valid.target_items, [k]))
+            value = summarize(evaluate(ranker.scores, valid.truth(), valid.masked, [k]))
             history.append({"alpha": alpha, "beta": beta, metric: value[metric]})
     if not history:
         raise ValueError("mbr.cascading_rank: no alpha + beta <= 1 in the grid")
@@ -287,6 +304,7 @@ def train_mbr(
     settings: Mapping,
     segments: Mapping,
     ks: Sequence[int],
+    masked: Sequence[str] = (),
     device: str = "auto",
     progress: bool = True,
     threads: int = 1,
@@ -295,7 +313,9 @@ def train_mbr(
     metrics, a summary and the weights (an empty state for training-free models).
 
     ``settings`` is the model's own config section (``mbr.<model>``); ``segments`` the study's
-    ``mbr.segments`` (``head_share``, ``strict_tail_share``, ``sparse_max``).
+    ``mbr.segments`` (``head_share``, ``strict_tail_share``, ``sparse_max``); ``masked`` the
+    behaviours whose earlier items are never ranked, besides the target (the dataset's
+    ``behaviours.masked``).
     """
     if model not in MODELS:
         raise ValueError(f"unknown multi-behaviour model {model!r}; known: {', '.join(MODELS)}")
@@ -303,8 +323,8 @@ def train_mbr(
     torch.set_num_threads(threads)
     init_seed(seed)
     seqs = load_behaviour_sequences(input["sequences"])
-    valid = Stage(seqs, load_behaviour_graphs(input["graphs_valid"]), "valid")
-    test = Stage(seqs, load_behaviour_graphs(input["graphs_test"]), "test")
+    valid = Stage(seqs, load_behaviour_graphs(input["graphs_valid"]), "valid", masked)
+    test = Stage(seqs, load_behaviour_graphs(input["graphs_test"]), "test", masked)
     if not len(test.users):
         raise ValueError(
             f"{dataset}: no user has three target events to hold out; nothing to evaluate"
@@ -318,9 +338,7 @@ def train_mbr(
     elif model in GRAPH_MODELS:
         scores_fn, state, history = _fit_graph(model, valid, test, settings, seed, dev, progress)
     else:
-        scores_fn, state, history = _fit_sequence(
-            model, seqs, test, settings, seed, dev, progress
-        )
+        scores_fn, state, history = _fit_sequence(model, seqs, valid, settings, seed, dev, progress)
     seconds = time.perf_counter() - start
 
     training_targets = valid.target_items
@@ -336,7 +354,7 @@ def train_mbr(
         scores_fn,
         test.users,
         test.targets,
-        test.target_items,
+        test.masked,
         groups,
         target_events,
         ks,
@@ -516,5 +534,3 @@ def mbr_figure(input: Mapping[str, str], output: Mapping[str, str], *, k: int = 
     )
     fig.tight_layout()
     save_png(fig, output["figure"])
-
-

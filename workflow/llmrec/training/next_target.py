@@ -185,6 +185,7 @@ def fit_next_target(
     patience: int = 5,
     metric: str = "ndcg@10",
     ks: Sequence[int] = (10, 20),
+    exclude: sp.csr_matrix | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
@@ -213,6 +214,8 @@ def fit_next_target(
         patience: validations without a strict improvement before stopping (default 5).
         metric: the early-stopping criterion, ``name@k`` (default ``ndcg@10``).
         ks: cut-offs of the validation metrics in the history (default (10, 20)).
+        exclude: users x items never ranked in validation (default None: each user's target
+            items of the training part).
         seed: seeds the user order (numpy) and torch's global generator (dropout) (default 0).
         device: where the model and batches live (default ``cpu``).
         progress: show a tqdm bar over epochs (default True); the log gets a line every 30 s.
@@ -233,7 +236,8 @@ def fit_next_target(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     n_batches = -(-len(seqs) // batch_size)
-    exclude = target_history(items, behaviours, n_train, target, model.n_items)
+    if exclude is None:
+        exclude = target_history(items, behaviours, n_train, target, model.n_items)
     return fit_with_early_stopping(
         model,
         lambda epoch: cross_entropy_epoch(
