@@ -188,7 +188,9 @@ def _fit_graph(
     return (lambda u: net.scores(u.to(dev), user_final, item_final)), state, history
 
 
-def _as_tensors(adj, dev: torch.device):
+def _as_tensors(
+    adj: sp.csr_matrix | list[sp.csr_matrix], dev: torch.device
+) -> torch.Tensor | list[torch.Tensor]:
     if isinstance(adj, list):
         return [sparse_adjacency(a, dev) for a in adj]
     return sparse_adjacency(adj, dev)
