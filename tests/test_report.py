@@ -157,7 +157,15 @@ def test_every_table_in_the_report_is_shown_as_html_beside_its_csv():
     csvs = {p for p in marked if p.endswith(".csv")}
     assert csvs == {
         f"results/tables/{t}.csv"
-        for t in ("datasets", "pfr", "popk", "arithmetic", "arithmetic_cooccurrence", "benchmarks")
+        for t in (
+            "datasets",
+            "pfr",
+            "popk",
+            "arithmetic",
+            "arithmetic_cooccurrence",
+            "mbr",
+            "benchmarks",
+        )
     }
     for csv in csvs:
         html = csv[: -len(".csv")] + ".html"
@@ -196,7 +204,7 @@ def test_landing_page_renders_with_each_config(configfile):
     text = (REPO / "workflow" / "report" / "workflow.rst").read_text()
     links = "\n\n" + "\n".join(
         f".. _{name}: javascript:app.showCategory('{name}')"
-        for name in ("PFR", "POPK", "Arithmetic (P5)", "Datasets", "Benchmarks")
+        for name in ("PFR", "POPK", "Arithmetic (P5)", "Multi-behaviour", "Datasets", "Benchmarks")
     )
     rendered = Environment(trim_blocks=True, lstrip_blocks=True).from_string(text + links)
     body = publish_parts(
@@ -204,7 +212,7 @@ def test_landing_page_renders_with_each_config(configfile):
         writer="html",
         settings_overrides={"report_level": 2, "halt_level": 2},  # a warning fails
     )["html_body"]
-    for study in ("pfr", "popk", "arithmetic"):
+    for study in ("pfr", "popk", "arithmetic", "mbr"):
         assert ", ".join(config[study]["datasets"]) in body, study
         assert f"docs/{study}.md" in body
     # The merged configuration in full, and where each table's config hash is.
