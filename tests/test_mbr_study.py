@@ -171,8 +171,12 @@ def test_table_and_figure(runs):
         },
         out,
         ks=[1, 10],
+        masked={"shop": ["view", "buy"]},
     )
     table = pd.read_csv(out["table"])
+    assert (table.loc[table["segment"] == "overall", "test_users"] == 40).all()
+    tail_users = pd.read_parquet(done[("pop", 0)]["per_user"])["tail/hit@1"].notna().sum()
+    assert (table.loc[table["segment"] == "tail", "test_users"] == tail_users).all()
     assert len(table) == len(SEGMENTS) * len(mbr.MODELS)
     assert list(dict.fromkeys(table["segment"])) == list(SEGMENTS)
     overall = table[table["segment"] == "overall"].set_index("model")
@@ -185,6 +189,7 @@ def test_table_and_figure(runs):
     assert "aux_overlap_any" in table.columns
     markdown = open(out["markdown"]).read()
     assert "already met in an auxiliary behaviour" in markdown and "shop: any" in markdown
+    assert "shop masks the user's earlier items of every behaviour in view, buy" in markdown
     figure = tmp / "mbr_tail.png"
     mbr.mbr_figure({"table": out["table"]}, {"figure": str(figure)})
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

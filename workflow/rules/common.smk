@@ -430,10 +430,18 @@ def study_tables():
     ]
 
 
-def mbr_masked(wildcards):
-    """The behaviours whose earlier items are masked (null: the target's)."""
-    block = config["datasets"][wildcards.dataset]["behaviours"]
+def masked_behaviours(dataset):
+    """The behaviours whose earlier items a user's ranking leaves out (null: the target's)."""
+    block = config["datasets"][dataset]["behaviours"]
     return block.get("masked") or [block["target"]]
+
+
+def mbr_masked(wildcards):
+    return masked_behaviours(wildcards.dataset)
+
+
+def mbr_masked_by_dataset():
+    return {d: masked_behaviours(d) for d in config["mbr"]["datasets"]}
 
 
 def mbr_model_settings(wildcards):

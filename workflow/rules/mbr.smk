@@ -75,6 +75,7 @@ rule mbr_table:
         provenance=provenance("mbr", datasets=config["mbr"]["datasets"]),
         ks=config["mbr"]["ks"],
         synthetic=SYNTHETIC,
+        masked=mbr_masked_by_dataset(),
     script:
         "../scripts/run.py"
 

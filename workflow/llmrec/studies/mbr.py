@@ -441,30 +441,40 @@ def table_spec(ks: Sequence[int], overlap_note: str = "") -> TableSpec:
 NOTE = (
     "\nMean ± std over seeds (training-free models give the same numbers every seed); in "
     "brackets the p-values against the best model of the column in the same dataset and segment "
-    "(its own cell has none). "
+    "(its own cell has none; where several models tie as best, the first in row order). "
     + SIGNIFICANCE_NOTE.format(units="users", unit="user")
     + " Leave-one-out on the target behaviour: the last target event of each user is the test "
     "case, ranked among all items with the user's earlier target items masked (auxiliary items "
-    "are legitimate answers). Segments: tail = test items outside the 20% most popular by "
-    "training target events; strict tail = the bottom 20%; sparse users = at most 5 training "
-    "target events; tail, ranked within the tail = the tail cases with the head items removed "
-    "from the candidates. HR@k = hit@k (one held-out item).\n"
+    "are legitimate answers, unless the dataset masks them too: below). Segments: tail = test "
+    "items outside the 20% most popular by training target events; strict tail = the bottom "
+    "20%; sparse users = at most 5 training target events; tail, ranked within the tail = the "
+    "tail cases with the head items removed from the candidates; test_users: the segment's "
+    "users. HR@k = hit@k (one held-out item).\n"
 )
 
 
-def overlap_note(behaviours: Mapping[str, Mapping]) -> str:
+def overlap_note(
+    behaviours: Mapping[str, Mapping], masked: Mapping[str, Sequence[str]] | None = None
+) -> str:
     """Per dataset, the share of test targets the user had met in an auxiliary behaviour before
-    the test time (``behaviours.json``'s ``aux_overlap``)."""
+    the test time (``behaviours.json``'s ``aux_overlap``), and the datasets that mask more than
+    the target's items (``masked``: dataset -> behaviours)."""
     parts = []
     for dataset, info in sorted(behaviours.items()):
         shares = ", ".join(f"{b} {100 * v:.1f}%" for b, v in info["aux_overlap"].items())
         parts.append(f"{dataset}: {shares}")
     if not parts:
         return ""
+    more = [
+        f"{dataset} masks the user's earlier items of every behaviour in {', '.join(names)}"
+        for dataset, names in sorted((masked or {}).items())
+        if set(names) - {behaviours.get(dataset, {}).get("target")}
+    ]
     return (
         "Test targets the user had already met in an auxiliary behaviour before the test time: "
         + "; ".join(parts)
         + ".\n"
+        + ("".join(f"{m} (docs/mbr.md).\n" for m in more))
     )
 
 
@@ -475,19 +485,31 @@ def mbr_table(
     ks: Sequence[int],
     synthetic: Sequence[str] = (),
     provenance: Mapping | None = None,
+    masked: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Dataset x segment x model: mean ± std over seeds, tests against the best model per
-    column (:mod:`llmrec.evaluation.significance`, Holm over the table), and per dataset the
-    auxiliary-overlap share (``aux_overlap_<behaviour>`` columns and the note)."""
+    column (:mod:`llmrec.evaluation.significance`, Holm over the table), the segment's number of
+    test users (``test_users``), and per dataset the auxiliary-overlap share
+    (``aux_overlap_<behaviour>`` columns and the note). ``masked``: per dataset, the behaviours
+    whose earlier items its runs masked (for the note)."""
     behaviours = {}
     for path in input["behaviours"]:
         info = read_json(path)
         behaviours[info["dataset"]] = info
-    spec = table_spec(ks, overlap_note(behaviours))
+    spec = table_spec(ks, overlap_note(behaviours, masked))
     runs = segment_runs(input["summaries"], input["per_user"])
     rows = build_rows(runs, spec, synthetic)
     stamped = stamp(provenance)
     table = pd.DataFrame([row for row, _ in rows])
+    users = {(r.dataset, r.variant): r.test["users"] for r in runs}
+    table.insert(
+        table.columns.get_loc("seeds") + 1,
+        "test_users",
+        [
+            users[(d.removesuffix(" (synthetic)"), s)]
+            for d, s in zip(table["dataset"], table["segment"])
+        ],
+    )
     for dataset, info in behaviours.items():
         name = dataset + (" (synthetic)" if dataset in synthetic else "")
         for behaviour, share in info["aux_overlap"].items():
@@ -514,6 +536,7 @@ def mbr_figure(input: Mapping[str, str], output: Mapping[str, str], *, k: int = 
         width = 0.8 / len(FIGURE_SEGMENTS)
         for j, segment in enumerate(FIGURE_SEGMENTS):
             rows = sub[sub["segment"] == segment].set_index("model").reindex(models)
+            n = int(rows["test_users"].iloc[0])
             x = np.arange(len(models)) + (j - (len(FIGURE_SEGMENTS) - 1) / 2) * width
             ax.bar(
                 x,
@@ -521,7 +544,7 @@ def mbr_figure(input: Mapping[str, str], output: Mapping[str, str], *, k: int = 
                 width,
                 yerr=rows[f"{metric}_std"],
                 capsize=2,
-                label=SEGMENT_NAMES[segment],
+                label=f"{SEGMENT_NAMES[segment]}: {n} test users",
                 color=f"C{j}",
             )
         ax.set_xticks(np.arange(len(models)), models, rotation=20, ha="right")
