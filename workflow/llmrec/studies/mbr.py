@@ -547,6 +547,8 @@ def mbr_figure(input: Mapping[str, str], output: Mapping[str, str], *, k: int = 
                 label=f"{SEGMENT_NAMES[segment]}: {n} test users",
                 color=f"C{j}",
             )
+        top = (sub[metric] + sub[f"{metric}_std"]).max()
+        ax.set_ylim(0, 1.25 * top if top > 0 else 1)  # room for the legend above the bars
         ax.set_xticks(np.arange(len(models)), models, rotation=20, ha="right")
         ax.set_ylabel(f"test {metric_label(metric).replace('Hit', 'HR')}")
         ax.set_title(f"{dataset}: {metric_label(metric).replace('Hit', 'HR')} by segment")
