@@ -508,6 +508,7 @@ def test_the_data_target_builds_a_csv_dataset(tmp_path):
         "pfr": {"datasets": ["csv-shop"]},
         "arithmetic": {"datasets": ["csv-shop"]},
         "popk": {"datasets": []},
+        "mbr": {"datasets": []},
     }
     work = tmp_path / "work"
     work.mkdir()

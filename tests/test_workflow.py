@@ -237,6 +237,10 @@ def test_changing_one_datasets_k_core_reruns_only_its_jobs(built, tmp_path):
         ("dataset_statistics", "dataset=ml-100k"),
         ("dataset_table", ""),
         ("data", ""),
+        # ml-100k's multi-behaviour artifacts (it has a behaviours block)
+        ("mbr_sequences", "dataset=ml-100k"),
+        *(("mbr_graphs", f"dataset=ml-100k, stage={s}") for s in ("valid", "test")),
+        *(("mbr_user_text", f"dataset=ml-100k, stage={s}") for s in ("valid", "test")),
     }
     assert jobs_of(done.stdout) == expected
 
