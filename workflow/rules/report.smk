@@ -9,8 +9,9 @@ REPORT_TABLES = [
     "results/tables/arithmetic.html",
     "results/tables/arithmetic_embeddings.html",
     "results/tables/arithmetic_cooccurrence.html",
-    "results/tables/mbr.html",
 ]
+if config["mbr"]["datasets"]:
+    REPORT_TABLES.append("results/tables/mbr.html")
 
 
 # Both take seconds: no cluster job.
