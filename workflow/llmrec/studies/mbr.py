@@ -36,26 +36,17 @@ from ..evaluation.ranking import ScoresFn, evaluate, summarize
 from ..evaluation.segments import SEGMENTS, evaluate_segments, popularity_groups
 from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
 from ..figures import save_png, seed_count, subplots
-from ..io import atomic_path, read_json, save_weights, write_csv, write_json, write_text
+from ..io import atomic_path, read_json, save_weights, write_json
 from ..models.aux_first import AuxFirst
 from ..models.bsasrec import BehaviourSASRec
 from ..models.cascading_gcn import CascadingGCN
 from ..models.cascading_rank import CascadingRank
 from ..models.lightgcn import LightGCN, normalized_bipartite, sparse_adjacency
 from ..models.popularity import Popularity
-from ..provenance import stamp
 from ..training.loop import train_bpr
 from ..training.next_target import fit_next_target, history_scores, target_only
 from ..training.seed import init_seed
-from .tables import (
-    Run,
-    TableSpec,
-    build_rows,
-    markdown,
-    metric_label,
-    run_keys,
-    study_html,
-)
+from .tables import Run, TableSpec, metric_label, run_keys, write_study_table
 
 log = logging.getLogger(__name__)
 
@@ -496,28 +487,33 @@ def mbr_table(
     for path in input["behaviours"]:
         info = read_json(path)
         behaviours[info["dataset"]] = info
-    spec = table_spec(ks, overlap_note(behaviours, masked))
     runs = segment_runs(input["summaries"], input["per_user"])
-    rows = build_rows(runs, spec, synthetic)
-    stamped = stamp(provenance)
-    table = pd.DataFrame([row for row, _ in rows])
     users = {(r.dataset, r.variant): r.test["users"] for r in runs}
-    table.insert(
-        table.columns.get_loc("seeds") + 1,
-        "test_users",
-        [
-            users[(d.removesuffix(" (synthetic)"), s)]
-            for d, s in zip(table["dataset"], table["segment"])
-        ],
+
+    def add_columns(table: pd.DataFrame) -> pd.DataFrame:
+        table.insert(
+            table.columns.get_loc("seeds") + 1,
+            "test_users",
+            [
+                users[(d.removesuffix(" (synthetic)"), s)]
+                for d, s in zip(table["dataset"], table["segment"])
+            ],
+        )
+        for dataset, info in behaviours.items():
+            name = dataset + (" (synthetic)" if dataset in synthetic else "")
+            for behaviour, share in info["aux_overlap"].items():
+                table.loc[table["dataset"] == name, f"aux_overlap_{behaviour}"] = share
+        return table
+
+    write_study_table(
+        input,
+        output,
+        table_spec(ks, overlap_note(behaviours, masked)),
+        synthetic=synthetic,
+        provenance=provenance,
+        runs=runs,
+        add_columns=add_columns,
     )
-    for dataset, info in behaviours.items():
-        name = dataset + (" (synthetic)" if dataset in synthetic else "")
-        for behaviour, share in info["aux_overlap"].items():
-            table.loc[table["dataset"] == name, f"aux_overlap_{behaviour}"] = share
-    table = table.assign(**stamped)
-    write_csv(output["table"], table)
-    write_text(output["markdown"], markdown(rows, spec))
-    write_text(output["html"], study_html(rows, spec, stamped))
 
 
 FIGURE_SEGMENTS = ("overall", "tail", "sparse")

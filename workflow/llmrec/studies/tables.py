@@ -23,7 +23,7 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -520,14 +520,21 @@ def write_study_table(
     *,
     synthetic: Sequence[str] = (),
     provenance: Mapping | None = None,
+    runs: Sequence[Run] | None = None,
+    add_columns: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
-    """Read the runs (``input["summaries"]`` with ``input[spec.unit_table]``), write
-    ``output["table"]`` (CSV, provenance columns last), ``output["markdown"]`` and
-    ``output["html"]`` (for the report); return the table."""
-    runs = read_runs(spec.study, input["summaries"], input[spec.unit_table])
+    """Read the runs (``input["summaries"]`` with ``input[spec.unit_table]``, or ``runs`` where
+    the study reads them itself), write ``output["table"]`` (CSV, ``add_columns``' columns added,
+    provenance columns last), ``output["markdown"]`` and ``output["html"]`` (for the report);
+    return the table."""
+    if runs is None:
+        runs = read_runs(spec.study, input["summaries"], input[spec.unit_table])
     rows = build_rows(runs, spec, synthetic)
     stamped = stamp(provenance)
-    table = pd.DataFrame([row for row, _ in rows]).assign(**stamped)
+    table = pd.DataFrame([row for row, _ in rows])
+    if add_columns is not None:
+        table = add_columns(table)
+    table = table.assign(**stamped)
     write_csv(output["table"], table)
     write_text(output["markdown"], markdown(rows, spec))
     write_text(output["html"], study_html(rows, spec, stamped))
