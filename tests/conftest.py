@@ -70,3 +70,67 @@ def fetch_and_parse(tmp_path: Path, dataset: str, folder: Path) -> dict[str, Pat
     (tmp_path / "canonical").mkdir()
     steps.parse_dataset({"manifest": manifest}, out, dataset=dataset, options={})
     return out
+
+
+# --- a tiny chat LLM for the LLM tests (no download, a fraction of a second) ---------------------
+
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def make_tiny_llm(folder: Path, chat_template: bool = True, seed: int = 0) -> Path:
+    """A random 2-layer Llama (hidden size 32) with a byte-level BPE tokenizer of 300 tokens and
+    SmolLM2's chat format, saved in Hugging Face layout in ``folder``. Deterministic in
+    ``seed``; ``chat_template=False`` leaves the template out (the error path)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    corpus = [
+        "liked disliked watched viewed bought added to cart Title Year Genres Comedy Drama Action "
+        "Toy Story 1995 What is the answer A B C D E F G H I J K L M N O P Q R S T "
+        "0 1 2 3 4 5 6 7 8 9 + - = ?"
+    ]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<unk>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
+    if chat_template:
+        fast.chat_template = TINY_CHAT_TEMPLATE
+    fast.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(fast),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory) -> Path:
+    """A tiny random chat LLM's folder (:func:`make_tiny_llm`); read-only, shared by tests."""
+    return make_tiny_llm(tmp_path_factory.mktemp("tiny_llm"))
