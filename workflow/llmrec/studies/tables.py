@@ -89,7 +89,7 @@ class Run:
     variant: Variant
     seed: int
     test: Mapping[str, float]
-    units: str
+    units: str | pd.DataFrame  # a per-unit table's path, or the table itself
     prefix: str = ""  # the per-unit table's columns of this run, ``tail/`` of ``tail/hit@10``
 
 
@@ -140,7 +140,7 @@ def mean_over_seeds(frames: Sequence[pd.DataFrame], key: str) -> pd.DataFrame:
 
 
 def _unit_table(run: Run, unit: str) -> pd.DataFrame:
-    table = pd.read_parquet(run.units)
+    table = run.units if isinstance(run.units, pd.DataFrame) else pd.read_parquet(run.units)
     if not run.prefix:
         return table
     picked = [c for c in table.columns if c.startswith(run.prefix)]
@@ -301,7 +301,9 @@ def _metric_cells(
             else _change(group.by_unit[metric].mean(), base.by_unit[metric].mean())
         )
     cells[f"{metric}_p"] = np.nan
-    if not is_baseline and base is not None and metric not in spec.run_metrics:
+    # A row without a value (a metric its model does not measure) is not tested.
+    tested = not (is_baseline or base is None or np.isnan(mean))
+    if tested and metric not in spec.run_metrics:
         test = compare(group.unit_tables, base.unit_tables, metric, key=spec.unit)
         cells[f"{metric}_p"] = test["p"]
     cells[f"{metric}_p_holm"] = np.nan  # filled over the whole table by build_rows
