@@ -347,7 +347,9 @@ def description_units(
 
 
 def _run(keys: Mapping, model: str, task: str, units: pd.DataFrame) -> Run:
-    test = {m: float(units[m].mean()) if m in units else np.nan for m in METRICS[task]}
+    # Every metric of the table: the other task's (and, for ID models, generation's) are NaN.
+    every = [m for t in TASKS for m in METRICS[t]]
+    test = {m: float(units[m].mean()) if m in units else np.nan for m in every}
     return Run(keys["dataset"], model, task, int(keys["seed"]), test, units)
 
 
