@@ -254,7 +254,7 @@ def test_genre_f1_hand_worked():
     assert np.isnan(genre_f1("a drama", [], GENRES))
 
 
-# --- the table, the figure and the examples ---------------------------------------------------------
+# --- the table, the figure and the examples ---------------------------------------------
 
 
 class BagOfLetters:

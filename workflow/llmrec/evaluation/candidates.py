@@ -136,7 +136,8 @@ def chat_metrics(scores: np.ndarray, target_position: np.ndarray) -> pd.DataFram
     scores = np.asarray(scores, np.float64)
     if np.isnan(scores).any():
         raise ValueError(
-            f"{int(np.isnan(scores).any(1).sum())} users have NaN candidate scores; the scorer failed"
+            f"{int(np.isnan(scores).any(1).sum())} users have NaN candidate scores: the scorer "
+            f"failed"
         )
     rows = np.arange(len(scores))
     target = scores[rows, np.asarray(target_position, np.int64)][:, None]

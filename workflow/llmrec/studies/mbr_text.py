@@ -18,7 +18,6 @@ never reads a model or a seed from a path.
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
 import logging
@@ -60,7 +59,6 @@ from .tables import (
     build_rows,
     cell,
     html_table,
-    metric_label,
     notes,
     run_keys,
 )
@@ -442,7 +440,7 @@ def _random_row(dataset: str, prompts: int, n: int) -> dict[str, Any]:
     for task in TASKS:
         for m in METRICS[task]:
             value = expected[m] if task == "chat" else np.nan
-            row |= {m: value, f"{m}_std": 0.0 if task == "chat" else np.nan}
+            row |= {m: value, f"{m}_std": np.nan}  # stated, not measured
             row |= {f"{m}_p": np.nan, f"{m}_p_holm": np.nan, f"{m}_vs": None}
     return row
 
@@ -628,9 +626,10 @@ def mbr_chat_figure(input: Mapping[str, str], output: Mapping[str, str]) -> None
         )
         ax.set_ylim(0, 1.35 * top if top > 0 else 1)  # room for the legend above the bars
         ax.set_xticks(x, rows["model"], rotation=20, ha="right")
-        ax.set_ylabel("test metric within 20 candidates")
+        listed = round(1 / random["hit@1"])  # the random HR@1 is 1 / candidates
+        ax.set_ylabel(f"test metric within {listed} candidates")
         n = int(rows["prompts"].iloc[0])
-        ax.set_title(f"{dataset}: {n} test users, target among 20 candidates")
+        ax.set_title(f"{dataset}: {n} test users, target among {listed} candidates")
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, ncols=2)
     fig.suptitle(
@@ -709,9 +708,11 @@ def mbr_examples(
             picked = match_answer(answer, names, labels)
             top = int(np.argmax(frame.at[user, "letter_scores"]))
             flat = " ".join(answer.split()).replace("|", "\\|")
+            names_one = (
+                f"{labels[picked]} {mark(picked, target)}" if picked >= 0 else "none (invalid)"
+            )
             lines.append(
-                f"| {ROW_NAMES.get('llm_' + model, model)} | {flat} | "
-                f"{labels[picked] + ' ' + mark(picked, target) if picked >= 0 else 'none (invalid)'} | "
+                f"| {ROW_NAMES.get('llm_' + model, model)} | {flat} | {names_one} | "
                 f"{labels[top]} {mark(top, target)} |"
             )
         lines.append("")
