@@ -18,7 +18,6 @@ never reads a model or a seed from a path.
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
@@ -53,11 +52,11 @@ from ..text.models import DEFAULT_EMBEDDING_MODEL
 from .mbr import MODEL_NAMES as ID_MODEL_NAMES
 from .mbr import MODELS as ID_MODELS
 from .tables import (
-    STYLE,
     Run,
     TableSpec,
     build_rows,
     cell,
+    html_page,
     html_table,
     notes,
     run_keys,
@@ -491,21 +490,7 @@ def _html(rows: Sequence[Mapping], note: str, title: str, provenance: Mapping[st
                 cells.append((shown, notes(None, row[f"{m}_p"], row[f"{m}_p_holm"])))
             body.append(cells)
         sections.append((task, html_table(header, body)))
-    parts = [f"<h1>{html.escape(title)}</h1>"]
-    for heading, table in sections:
-        parts += [f"<h2>{html.escape(heading)}</h2>", table]
-    parts.append(f'<p class="note">{html.escape(note.strip())}</p>')
-    if provenance:
-        made = ", ".join(
-            f"{k.replace('_', ' ')} {html.escape(str(v))}" for k, v in provenance.items()
-        )
-        parts.append(f'<p class="provenance">Made with {made}.</p>')
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>'
-        f"{html.escape(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n"
-        + "\n".join(parts)
-        + "\n</body>\n</html>\n"
-    )
+    return html_page(title, sections, note=note, provenance=provenance)
 
 
 def mbr_text_table(
