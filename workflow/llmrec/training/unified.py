@@ -49,7 +49,7 @@ def stage_states(
         seqs = left_pad([items[u][: cut[u]] for u in rows], model.max_len).to(device)
         behs = left_pad([behaviours[u][: cut[u]] for u in rows], model.max_len).to(device)
         index = torch.from_numpy(rows).to(device)
-        states[index] = model(index, seqs, behs, user_graph)[:, -1]
+        states[index] = model(index, seqs, behs, user_graph, item_vectors)[:, -1]
     return states, item_vectors
 
 
@@ -144,7 +144,7 @@ def fit_unified(
                 user, seq, beh, label = (t.to(device) for t in (user, seq, beh, label))
                 user_graph, collaborative, item_vectors = model.propagate(adjs)
                 real = label != PAD
-                states = model(user, seq, beh, user_graph)[real]
+                states = model(user, seq, beh, user_graph, item_vectors)[real]
                 loss = F.cross_entropy(model.scores(states, item_vectors), label[real])
                 alignment = model.alignment_loss(
                     torch.cat([label[real], seq[seq != PAD]]), collaborative, temperature
