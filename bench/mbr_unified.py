@@ -18,7 +18,8 @@ the data included).
 Not a test. Measured once (CPU, 1 thread, a 2-core machine shared with two other jobs, so an
 upper bound), synthetic ml-1m, 1 epoch:
 
-    unified   see the report of issue 16 (filled in when measured)
+    unified   epoch 32.6 s (24 steps of 256 users, each propagating the three graphs);
+              one validation 2.2 s; peak RSS 1,600 MiB (994,169 events)
 """
 
 from __future__ import annotations
