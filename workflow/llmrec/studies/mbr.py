@@ -315,13 +315,7 @@ def train_mbr(
     seed = int(seed)
     torch.set_num_threads(threads)
     init_seed(seed)
-    seqs = load_behaviour_sequences(input["sequences"])
-    valid = Stage(seqs, load_behaviour_graphs(input["graphs_valid"]), "valid", masked)
-    test = Stage(seqs, load_behaviour_graphs(input["graphs_test"]), "test", masked)
-    if not len(test.users):
-        raise ValueError(
-            f"{dataset}: no user has three target events to hold out; nothing to evaluate"
-        )
+    seqs, valid, test = load_stages(input, dataset, masked)
     dev = resolve_device(device)
     start = time.perf_counter()
     state: dict = {}
@@ -332,8 +326,65 @@ def train_mbr(
         scores_fn, state, history = _fit_graph(model, valid, test, settings, seed, dev, progress)
     else:
         scores_fn, state, history = _fit_sequence(model, seqs, valid, settings, seed, dev, progress)
-    seconds = time.perf_counter() - start
+    write_results(
+        output,
+        dataset=dataset,
+        model=model,
+        seed=seed,
+        seqs=seqs,
+        valid=valid,
+        test=test,
+        scores_fn=scores_fn,
+        state=state,
+        history=history,
+        seconds=time.perf_counter() - start,
+        settings=settings,
+        segments=segments,
+        ks=ks,
+        device=dev,
+    )
 
+
+def load_stages(
+    input: Mapping[str, str], dataset: str, masked: Sequence[str] = ()
+) -> tuple[BehaviourSequences, Stage, Stage]:
+    """The sequences and both evaluation stages of a run's inputs (``sequences``,
+    ``graphs_valid``, ``graphs_test``); an error if nobody is tested."""
+    seqs = load_behaviour_sequences(input["sequences"])
+    valid = Stage(seqs, load_behaviour_graphs(input["graphs_valid"]), "valid", masked)
+    test = Stage(seqs, load_behaviour_graphs(input["graphs_test"]), "test", masked)
+    if not len(test.users):
+        raise ValueError(
+            f"{dataset}: no user has three target events to hold out; nothing to evaluate"
+        )
+    return seqs, valid, test
+
+
+def write_results(
+    output: Mapping[str, str],
+    *,
+    dataset: str,
+    model: str,
+    seed: int,
+    seqs: BehaviourSequences,
+    valid: Stage,
+    test: Stage,
+    scores_fn: ScoresFn,
+    state: Mapping[str, torch.Tensor],
+    history: Sequence[dict],
+    seconds: float,
+    settings: Mapping,
+    segments: Mapping,
+    ks: Sequence[int],
+    device: torch.device,
+) -> None:
+    """Test a trained run by segment and write its ``per_user`` metrics, ``summary`` and
+    ``weights``: what :func:`mbr_table` reads, for every model of the study.
+
+    ``scores_fn`` ranks with the test-time inputs; ``state`` is the weights to save (empty for
+    training-free models); ``history`` one row per validation (``settings["metric"]`` in it)
+    or grid point; ``seconds`` the training time.
+    """
     training_targets = valid.target_items
     groups = popularity_groups(
         np.asarray(training_targets.sum(axis=0)).ravel(),
@@ -370,7 +421,7 @@ def train_mbr(
         output["summary"],
         {
             **run_keys(study=STUDY, dataset=dataset, model=model, variant=None, seed=seed),
-            "device": str(dev),
+            "device": str(device),
             "train_seconds": seconds,
             "best_epoch": best.get("epoch") if best else None,
             "valid": {settings["metric"]: best[settings["metric"]]} if best else {},

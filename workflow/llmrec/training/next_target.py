@@ -64,15 +64,24 @@ def training_examples(
     target event after their first event have no example.
     """
     seqs, behs, labels = [], [], []
-    for u, n in enumerate(np.asarray(n_train)):
-        part, kinds = items[u][:n], behaviours[u][:n]
-        last = np.flatnonzero(kinds == target)
-        if len(last) and last[-1] > 0:
-            end = last[-1]
-            seqs.append(part[:end])
-            behs.append(kinds[:end])
-            labels.append(next_target_labels(part, kinds, target)[:end])
+    for u in training_users(behaviours, n_train, target):
+        part, kinds = items[u][: n_train[u]], behaviours[u][: n_train[u]]
+        end = np.flatnonzero(kinds == target)[-1]
+        seqs.append(part[:end])
+        behs.append(kinds[:end])
+        labels.append(next_target_labels(part, kinds, target)[:end])
     return seqs, behs, labels
+
+
+def training_users(
+    behaviours: Sequence[np.ndarray], n_train: np.ndarray, target: int
+) -> np.ndarray:
+    """The users with a training example (:func:`training_examples`, same order): a target
+    event after the first event of the training part."""
+    return np.array(
+        [u for u, n in enumerate(np.asarray(n_train)) if (behaviours[u][1:n] == target).any()],
+        dtype=np.int64,
+    )
 
 
 def target_history(
