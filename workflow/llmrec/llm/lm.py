@@ -153,9 +153,7 @@ def placeholder_token(tokenizer) -> tuple[str, int]:
     used = set(tokenizer.apply_chat_template(sample, return_dict=False))
     used |= {tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id}
     for token, token_id in zip(tokenizer.all_special_tokens, tokenizer.all_special_ids):
-        if token_id not in used and tokenizer.encode(token, add_special_tokens=False) == [
-            token_id
-        ]:
+        if token_id not in used and tokenizer.encode(token, add_special_tokens=False) == [token_id]:
             return token, token_id
     raise ValueError(
         "the tokenizer has no special token that its chat template and padding leave unused, "

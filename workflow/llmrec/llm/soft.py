@@ -35,7 +35,9 @@ class SoftPromptLM(nn.Module):
         self.lm = lm
         self.placeholder_id = placeholder_id
         width = lm.get_input_embeddings().weight.shape[1]
-        self.projector = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.projector = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, width)
+        )
 
     def embed(
         self,
@@ -52,10 +54,11 @@ class SoftPromptLM(nn.Module):
         if soft_mask is None:
             soft_mask = torch.ones(soft.shape[:2], dtype=torch.bool, device=soft.device)
         slots = (input_ids == self.placeholder_id) & attention_mask.bool()
-        if not torch.equal(slots.sum(1), soft_mask.sum(1)):
+        slots_per_row, vectors_per_row = slots.sum(1).tolist(), soft_mask.sum(1).tolist()
+        if slots_per_row != vectors_per_row:
             raise ValueError(
-                f"prompts hold {slots.sum(1).tolist()} placeholders but {soft_mask.sum(1).tolist()} "
-                f"vectors were given; a title may contain the placeholder token"
+                f"prompts hold {slots_per_row} placeholders but {vectors_per_row} vectors were "
+                f"given; a title may contain the placeholder token"
             )
         projected = self.projector(soft[soft_mask.bool()].to(embeds.dtype))
         rows, cols = slots.nonzero(as_tuple=True)  # row-major: each row's slots in order
@@ -160,11 +163,13 @@ class SoftPromptLM(nn.Module):
                     input_ids=tokens[:, None],
                     attention_mask=mask,
                     position_ids=last,
-                    past_key_values=out.past_key_values,
+                    cache=out.cache,
                     use_cache=True,
                 )
             stop_set = set(eos_ids)
-            answers += [r[: next((k for k, t in enumerate(r) if t in stop_set), len(r))] for r in rows]
+            answers += [
+                r[: next((k for k, t in enumerate(r) if t in stop_set), len(r))] for r in rows
+            ]
         return answers
 
 
