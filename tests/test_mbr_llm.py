@@ -61,6 +61,15 @@ SETTINGS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread, as the rules run: two threads on shared cores spin (70x slower here)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def base(tiny_llm):
     return load_causal_lm(tiny_llm)
