@@ -114,7 +114,7 @@ def mbr_llm_adapt(
     started = time.perf_counter()
     cfg = settings["adapt"]
     lm, tokenizer = _open(input["llm"], settings, threads)
-    items = [t for t in _texts(input["item_text"])]
+    items = _texts(input["item_text"])
     users = [t for t in pq.read_table(input["user_text"]).column("text").to_pylist() if t]
     corpus = items + users
     rng = np.random.default_rng(cfg["seed"])
