@@ -19,6 +19,7 @@ include: "workflow/rules/pfr.smk"
 include: "workflow/rules/popk.smk"
 include: "workflow/rules/arithmetic.smk"
 include: "workflow/rules/mbr.smk"
+include: "workflow/rules/mbr_text.smk"
 include: "workflow/rules/report.smk"
 
 

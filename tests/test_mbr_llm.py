@@ -22,7 +22,7 @@ from llmrec.llm.lm import (
 from llmrec.llm.prompts import encode_chat
 from llmrec.llm.soft import SoftPromptLM
 from llmrec.llm.train import Example, fit_lm, instruction_collate, text_collate
-from llmrec.studies import mbr_llm
+from llmrec.studies import mbr_llm, mbr_llm_tasks
 
 from .conftest import make_tiny_llm
 from .test_mbr_text import build_shop
@@ -285,23 +285,29 @@ def study(tiny_llm, tmp_path_factory):
         items=rng.normal(size=(60, 6)).astype(np.float32),
         users_valid=rng.normal(size=(12, 6)).astype(np.float32),
         users_test=rng.normal(size=(12, 6)).astype(np.float32),
+        items_test=rng.normal(size=(60, 6)).astype(np.float32),
     )
     shop["llm"] = tiny_llm
+    shop["describe_items"] = shop["describe"]
     shop["adapter"] = root / "adapter"
     mbr_llm.mbr_llm_adapt(
         shop,
         {"adapter": shop["adapter"], "summary": root / "adapt.json"},
         settings=SETTINGS,
+        llm=str(shop["llm"]),
+        device="cpu",
         progress=False,
     )
     shop["model"] = root / "model"
     inputs = {k: shop[k] for k in ("llm", "adapter", "sequences", "item_text", "vectors")}
     inputs["describe_items"] = shop["describe"]
-    mbr_llm.mbr_llm_finetune(
+    mbr_llm_tasks.mbr_llm_finetune(
         inputs,
         {"model": shop["model"], "summary": root / "ft.json"},
         variant="unified",
         settings=SETTINGS,
+        llm=str(shop["llm"]),
+        device="cpu",
         progress=False,
     )
     return shop
@@ -312,7 +318,12 @@ def test_adapt_writes_an_adapter_and_is_deterministic(study, tmp_path):
     assert not list(study["adapter"].parent.glob("adapter.*"))  # no checkpoint left behind
     again = tmp_path / "adapter"
     mbr_llm.mbr_llm_adapt(
-        study, {"adapter": again, "summary": tmp_path / "s.json"}, settings=SETTINGS, progress=False
+        study,
+        {"adapter": again, "summary": tmp_path / "s.json"},
+        settings=SETTINGS,
+        llm=str(study["llm"]),
+        device="cpu",
+        progress=False,
     )
     from safetensors.torch import load_file
 
@@ -323,7 +334,14 @@ def test_adapt_writes_an_adapter_and_is_deterministic(study, tmp_path):
 
 def test_embed_gives_one_vector_per_item(study, tmp_path):
     out = tmp_path / "emb.npy"
-    mbr_llm.mbr_llm_embed(study, {"embeddings": out}, settings=SETTINGS, progress=False)
+    mbr_llm.mbr_llm_embed(
+        study,
+        {"embeddings": out},
+        settings=SETTINGS,
+        llm=str(study["llm"]),
+        device="cpu",
+        progress=False,
+    )
     emb = np.load(out)
     assert emb.shape == (60, 32) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert not np.allclose(emb[0], emb[1])
@@ -336,18 +354,26 @@ def test_finetune_writes_adapter_and_projector(study):
 
 @pytest.mark.parametrize("row", ["zero_shot", "unified"])
 def test_chat_scores_every_candidate_and_answers(study, tmp_path, row):
-    inputs = {k: study[k] for k in ("llm", "candidates", "sequences", "item_text")}
+    inputs = {k: study[k] for k in ("candidates", "chat_users", "sequences", "item_text")}
     if row == "unified":
         inputs |= {"model": study["model"], "vectors": study["vectors"]}
     out = tmp_path / "per_user.parquet"
-    mbr_llm.mbr_chat(inputs, {"per_user": out}, row=row, settings=SETTINGS, progress=False)
+    mbr_llm_tasks.mbr_chat(
+        inputs,
+        {"per_user": out},
+        row=row,
+        settings=SETTINGS,
+        llm=str(study["llm"]),
+        device="cpu",
+        progress=False,
+    )
     table = pq.read_table(out)
-    candidates = pq.read_table(study["candidates"])
+    candidates = pq.read_table(study["candidates"])  # every test user is asked here
     assert table.column("user_id").to_pylist() == candidates.column("user_id").to_pylist()
     scores = np.array(table.column("letter_scores").to_pylist())
     assert scores.shape == (candidates.num_rows, 20) and np.isfinite(scores).all()
     assert all(isinstance(a, str) for a in table.column("answer").to_pylist())
-    from llmrec.studies.mbr_text import read_run_keys
+    from llmrec.studies.mbr_split import read_run_keys
 
     assert read_run_keys(out)["model"] == row
 
@@ -362,8 +388,15 @@ def test_describe_answers_every_held_out_item(study, tmp_path, row):
     if row == "unified":
         inputs |= {"model": study["model"], "vectors": study["vectors"]}
     out = tmp_path / "descriptions.parquet"
-    mbr_llm.mbr_describe(
-        inputs, {"descriptions": out}, row=row, settings=SETTINGS, dataset="shop", progress=False
+    mbr_llm_tasks.mbr_describe(
+        inputs,
+        {"descriptions": out},
+        row=row,
+        settings=SETTINGS,
+        dataset="shop",
+        llm=str(study["llm"]),
+        device="cpu",
+        progress=False,
     )
     table = pq.read_table(out)
     held = pq.read_table(study["describe"]).column("item_id").to_pylist()
@@ -375,8 +408,52 @@ def test_finetune_text_variant_has_no_projector_and_unified_needs_vectors(study,
     inputs = {k: study[k] for k in ("llm", "adapter", "sequences", "item_text")}
     inputs["describe_items"] = study["describe"]
     out = {"model": tmp_path / "text", "summary": tmp_path / "t.json"}
-    mbr_llm.mbr_llm_finetune(inputs, out, variant="text", settings=SETTINGS, progress=False)
+    mbr_llm_tasks.mbr_llm_finetune(
+        inputs,
+        out,
+        variant="text",
+        settings=SETTINGS,
+        llm=str(study["llm"]),
+        device="cpu",
+        progress=False,
+    )
     assert (tmp_path / "text" / "adapter_model.safetensors").exists()
     assert not (tmp_path / "text" / "projector.pt").exists()
     with pytest.raises(ValueError, match="vectors"):
-        mbr_llm.mbr_llm_finetune(inputs, out, variant="unified", settings=SETTINGS, progress=False)
+        mbr_llm_tasks.mbr_llm_finetune(
+            inputs,
+            out,
+            variant="unified",
+            settings=SETTINGS,
+            llm=str(study["llm"]),
+            device="cpu",
+            progress=False,
+        )
+
+
+def test_adapt_never_trains_on_the_held_out_items_texts(study, tmp_path, monkeypatch):
+    seen = []
+
+    def capture(model, examples, collate, **kwargs):
+        # The domain texts (token lists); the arithmetic problems, if any, are Examples.
+        seen.extend(e for e in examples(0) if isinstance(e, list))
+        return []
+
+    monkeypatch.setattr(mbr_llm, "fit_lm", capture)
+    mbr_llm.mbr_llm_adapt(
+        study,
+        {"adapter": tmp_path / "a", "summary": tmp_path / "s.json"},
+        settings=SETTINGS | {"adapt": SETTINGS["adapt"] | {"examples": 10_000}},
+        llm=str(study["llm"]),
+        device="cpu",
+        progress=False,
+    )
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(study["llm"])
+    trained = {tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in seen}
+    texts = pq.read_table(study["item_text"]).column("text").to_pylist()
+    held = pq.read_table(study["describe"]).column("item_id").to_pylist()
+    kept = [texts[i].strip() for i in range(len(texts)) if i not in held]
+    assert not {texts[i].strip() for i in held} & trained
+    assert set(kept) <= trained  # the other items' texts are all there (the cap is above them)

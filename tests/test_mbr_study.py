@@ -88,7 +88,7 @@ def runs(tmp_path_factory):
         "graphs_test": str(paths["test"]),
     }
     done = {}
-    for model in mbr.MODELS:
+    for model in mbr.BASELINES:
         for seed in (0, 1):
             folder = tmp / model / f"seed{seed}"
             out = {n: str(folder / f) for n, f in mbr_outputs().items()}
@@ -157,7 +157,7 @@ def test_training_free_models_repeat_exactly_across_seeds(runs):
 
 def test_table_and_figure(runs):
     tmp, paths, done = runs
-    order = [(m, s) for m in mbr.MODELS for s in (0, 1)]
+    order = [(m, s) for m in mbr.BASELINES for s in (0, 1)]
     out = {
         "table": str(tmp / "mbr.csv"),
         "markdown": str(tmp / "mbr.md"),
@@ -177,7 +177,7 @@ def test_table_and_figure(runs):
     assert (table.loc[table["segment"] == "overall", "test_users"] == 40).all()
     tail_users = pd.read_parquet(done[("pop", 0)]["per_user"])["tail/hit@1"].notna().sum()
     assert (table.loc[table["segment"] == "tail", "test_users"] == tail_users).all()
-    assert len(table) == len(SEGMENTS) * len(mbr.MODELS)
+    assert len(table) == len(SEGMENTS) * len(mbr.BASELINES)
     assert list(dict.fromkeys(table["segment"])) == list(SEGMENTS)
     overall = table[table["segment"] == "overall"].set_index("model")
     assert overall.loc["Aux-first", "hit@1"] == 1.0

@@ -26,7 +26,7 @@ from llmrec.evaluation.candidates import (
 )
 from llmrec.evaluation.text import genre_f1, genres_named, item_genres, rouge
 from llmrec.io import write_json
-from llmrec.studies import mbr_text
+from llmrec.studies import mbr_split, mbr_text
 
 from .conftest import write_interactions
 
@@ -93,10 +93,15 @@ def build_shop(root, n_items: int) -> dict:
         behaviours=SHOP,
     )
     item_text_table(paths["item_text"], n_items)
-    split = {"candidates": root / "candidates.parquet", "describe": root / "describe.parquet"}
-    mbr_text.mbr_text_split(
-        paths,
-        {"candidates": split["candidates"], "describe_items": split["describe"]},
+    split = {
+        "candidates": root / "candidates.parquet",
+        "chat_users": root / "chat_users.parquet",
+        "describe": root / "describe.parquet",
+    }
+    mbr_split.mbr_candidates(paths, {"candidates": split["candidates"]}, seed=3)
+    mbr_split.mbr_text_subsets(
+        {"candidates": split["candidates"], "item_text": paths["item_text"]},
+        {"chat_users": split["chat_users"], "describe_items": split["describe"]},
         users=None,
         describe_items=6,
         seed=3,
@@ -104,10 +109,22 @@ def build_shop(root, n_items: int) -> dict:
     return paths | split | {"root": root, "rows": rows}
 
 
-def split_again(shop, tmp_path, **kwargs):
-    out = {"candidates": tmp_path / "c.parquet", "describe_items": tmp_path / "d.parquet"}
-    mbr_text.mbr_text_split(shop, out, **({"users": None, "describe_items": 6} | kwargs))
-    return pq.read_table(out["candidates"]), pq.read_table(out["describe_items"])
+def split_again(shop, tmp_path, seed=3, users=None, describe_items=6):
+    out = {
+        "candidates": tmp_path / "c.parquet",
+        "chat_users": tmp_path / "u.parquet",
+        "describe_items": tmp_path / "d.parquet",
+    }
+    mbr_split.mbr_candidates(shop, out, seed=seed)
+    mbr_split.mbr_text_subsets(
+        {"candidates": out["candidates"], "item_text": shop["item_text"]},
+        out,
+        users=users,
+        describe_items=describe_items,
+        seed=seed,
+    )
+    asked = mbr_split.asked_candidates(out["candidates"], out["chat_users"])
+    return asked, pq.read_table(out["describe_items"])
 
 
 # --- the split ------------------------------------------------------------------------------------
@@ -141,7 +158,9 @@ def test_same_seed_same_lists_and_a_users_list_does_not_depend_on_the_others(sho
     assert again.equals(first)
     assert describe.equals(pq.read_table(shop["describe"]))
     fewer, _ = split_again(shop, tmp_path, seed=3, users=4)
-    assert fewer.num_rows == 4
+    assert fewer.num_rows == 4 and fewer.column("user_id").to_pylist() == sorted(
+        fewer.column("user_id").to_pylist()
+    )
     by_user = {r["user_id"]: r for r in first.to_pylist()}
     assert all(by_user[r["user_id"]] == r for r in fewer.to_pylist())
     other, _ = split_again(shop, tmp_path, seed=4)
@@ -287,7 +306,7 @@ def chat_file(path, candidates, *, quality, seed, answers=True, keys=None):
         table = table.append_column("answer", pa.array(said, pa.string()))
     path.parent.mkdir(parents=True, exist_ok=True)
     if keys is not None:
-        table = mbr_text.stamp_run(table, **keys)
+        table = mbr_split.stamp_run(table, **keys)
     pq.write_table(table, path)
     return str(path)
 
@@ -295,7 +314,11 @@ def chat_file(path, candidates, *, quality, seed, answers=True, keys=None):
 @pytest.fixture(scope="module")
 def rows(shop):
     root = shop["root"]
-    candidates = pq.read_table(shop["candidates"])
+    every = pq.read_table(shop["candidates"])
+    # The LLM is asked some users; the ID models score every test user's list.
+    asked_users = root / "asked.parquet"
+    pq.write_table(every.select(["user_id"]).slice(0, every.num_rows - 2), asked_users)
+    candidates = mbr_split.asked_candidates(shop["candidates"], asked_users)
     chat, chat_id, descriptions = [], [], []
     for seed in (0, 1):
         for row, quality in (("zero_shot", 0.0), ("text", 2.0)):
@@ -307,7 +330,7 @@ def rows(shop):
         path = root / "chat" / "unified" / f"seed{seed}" / "per_user.parquet"
         chat.append(chat_file(path, candidates, quality=2.0, seed=10 + seed, keys=keys))
         path = root / "pop" / f"seed{seed}" / "chat.parquet"
-        chat_id.append(chat_file(path, candidates, quality=1.0, seed=20, answers=False))
+        chat_id.append(chat_file(path, every, quality=1.0, seed=20, answers=False))
         write_json(path.parent / "summary.json", {"dataset": "shop", "model": "pop", "seed": seed})
     items = pq.read_table(shop["describe"]).column("item_id").to_pylist()
     texts = pq.read_table(shop["item_text"]).column("text").to_pylist()
@@ -320,7 +343,7 @@ def rows(shop):
         path = root / "describe" / row / "seed0" / "descriptions.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
         table = pa.table({"item_id": pa.array(items, pa.int32()), "description": descs})
-        pq.write_table(mbr_text.stamp_run(table, dataset="shop", model=row, seed=0), path)
+        pq.write_table(mbr_split.stamp_run(table, dataset="shop", model=row, seed=0), path)
         descriptions.append(str(path))
     profiles = root / "profiles.parquet"
     pq.write_table(
@@ -335,6 +358,7 @@ def rows(shop):
     )
     return {
         "candidates": str(shop["candidates"]),
+        "chat_users": str(asked_users),
         "describe_items": str(shop["describe"]),
         "item_text": str(shop["item_text"]),
         "sequences": str(shop["sequences"]),
@@ -350,7 +374,8 @@ def test_table_end_to_end(rows, tmp_path):
     out["html"] = str(tmp_path / "mbr_text.html")
     mbr_text.mbr_text_table(rows, out, encoder=BagOfLetters())
     table = pd.read_csv(out["table"]).set_index(["task", "model"])
-    users = pq.read_metadata(rows["candidates"]).num_rows
+    users = pq.read_metadata(rows["chat_users"]).num_rows
+    assert users < pq.read_metadata(rows["candidates"]).num_rows
     random = table.loc[("chat", "Random (expectation)")]
     assert random["hit@1"] == 0.05 and random["hit@5"] == 0.25
     assert random["ndcg@10"] == pytest.approx(0.2272, abs=1e-4) and random["prompts"] == users
@@ -396,8 +421,8 @@ def test_a_file_without_its_run_is_one_sentence(tmp_path):
     path = tmp_path / "per_user.parquet"
     pq.write_table(pa.table({"user_id": pa.array([0], pa.int32())}), path)
     with pytest.raises(ValueError, match="records no run"):
-        mbr_text.read_run_keys(path)
-    stamped = mbr_text.stamp_run(pq.read_table(path), dataset="d", model="text", seed=2)
+        mbr_split.read_run_keys(path)
+    stamped = mbr_split.stamp_run(pq.read_table(path), dataset="d", model="text", seed=2)
     pq.write_table(stamped, path)
-    assert mbr_text.read_run_keys(path)["seed"] == 2
+    assert mbr_split.read_run_keys(path)["seed"] == 2
     assert json.loads(stamped.schema.metadata[b"llmrec.run"])["model"] == "text"

@@ -164,6 +164,7 @@ def test_every_table_in_the_report_is_shown_as_html_beside_its_csv():
             "arithmetic",
             "arithmetic_cooccurrence",
             "mbr",
+            "mbr_text",
             "benchmarks",
         )
     }

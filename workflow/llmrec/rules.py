@@ -73,6 +73,18 @@ RULES: dict[str, str] = {
     "train_mbr": "llmrec.studies.mbr",
     "mbr_table": "llmrec.studies.mbr",
     "mbr_figure": "llmrec.studies.mbr",
+    "train_unified": "llmrec.studies.mbr_unified",
+    # Multi-behaviour study, part 2: the LLM and the text tasks (workflow/rules/mbr_text.smk).
+    "mbr_candidates": "llmrec.studies.mbr_split",
+    "mbr_text_subsets": "llmrec.studies.mbr_split",
+    "mbr_llm_adapt": "llmrec.studies.mbr_llm",
+    "mbr_llm_embed": "llmrec.studies.mbr_llm",
+    "mbr_llm_finetune": "llmrec.studies.mbr_llm_tasks",
+    "mbr_chat": "llmrec.studies.mbr_llm_tasks",
+    "mbr_describe": "llmrec.studies.mbr_llm_tasks",
+    "mbr_text_table": "llmrec.studies.mbr_text",
+    "mbr_chat_figure": "llmrec.studies.mbr_text",
+    "mbr_examples": "llmrec.studies.mbr_text",
     # The report: the dataset table as HTML, the run's own cost (workflow/rules/report.smk).
     "dataset_table_html": "llmrec.studies.tables",
     "benchmarks_table": "llmrec.benchmarks",

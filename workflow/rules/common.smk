@@ -129,7 +129,11 @@ wildcard_constraints:
     texts=r"item_text|(item|user)_profiles_(loo|random)",
     p5_method="p5|precondition|task_vector",
     setting="seen|unseen",
-    mbr_model="|".join(config["mbr"]["models"]),
+    mbr_model="pop|aux_first|mf|lightgcn|lightgcn_merged|cascading_gcn|cascading_rank|sasrec|bsasrec",
+    unified_model="unified|unified_no_llm|unified_no_aux|unified_no_gnn|unified_no_seq",
+    ft_variant="text|unified|unified_no_llm",
+    chat_row="zero_shot|text|unified",
+    describe_row="unified|unified_no_llm|zero_shot_title",
     stage="valid|test",
 
 
@@ -415,7 +419,13 @@ def arithmetic_figure_input(wildcards):
 
 
 # The multi-behaviour study's outputs; left out of the default target with mbr.datasets: [].
-MBR_TABLES = ["results/tables/mbr.csv", "results/figures/mbr_tail.png"]
+MBR_TABLES = [
+    "results/tables/mbr.csv",
+    "results/figures/mbr_tail.png",
+    "results/tables/mbr_text.csv",
+    "results/figures/mbr_chat.png",
+    *(f"results/mbr/{d}/examples.md" for d in config["mbr"]["datasets"]),
+]
 
 
 def study_tables():
@@ -449,6 +459,127 @@ def mbr_masked_by_dataset():
 def mbr_model_settings(wildcards):
     """The model's own section: changing one model's settings reruns only its runs."""
     return config["mbr"].get(wildcards.mbr_model, {})  # pop has no settings
+
+
+def unified_settings(wildcards):
+    """Every unified variant reads mbr.unified; the variant itself is the model wildcard."""
+    return config["mbr"]["unified"]
+
+
+def unified_input(wildcards):
+    """The LLM item embeddings, for every variant but the one without the LLM view."""
+    if wildcards.unified_model == "unified_no_llm":
+        return {}
+    return {"item_embeddings": f"results/mbr/{wildcards.dataset}/llm/item_embeddings.npy"}
+
+
+def mbr_llm_model():
+    """The LLM of part 2: mbr.llm.model, or the project's llm.model (smollm2: its folder)."""
+    model = config["mbr"]["llm"]["model"] or config["llm"]["model"]
+    return "resources/models/SmolLM2-135M-Instruct" if model == "smollm2" else model
+
+
+def mbr_llm_input(wildcards):
+    """The default LLM's folder, fetched by a rule; a Hugging Face id needs none."""
+    model = mbr_llm_model()
+    return {"llm": model} if model == "resources/models/SmolLM2-135M-Instruct" else {}
+
+
+def mbr_llm_settings(*sections):
+    """The slice of mbr.llm that a step reads (a change elsewhere does not rerun it)."""
+    llm = config["mbr"]["llm"]
+    return {"dtype": llm["dtype"], **{name: llm[name] for name in sections}}
+
+
+def mbr_vectors(wildcards, model):
+    return f"results/mbr/{wildcards.dataset}/{model}/seed{wildcards.seed}/vectors.npz"
+
+
+def mbr_finetune_input(wildcards):
+    inputs = mbr_llm_input(wildcards)
+    if wildcards.ft_variant != "text":
+        inputs["vectors"] = mbr_vectors(wildcards, wildcards.ft_variant)
+    return inputs
+
+
+def mbr_finetuned(wildcards, variant):
+    root = f"results/mbr/{wildcards.dataset}/text/finetune/{variant}/seed{wildcards.seed}"
+    return f"{root}/model"
+
+
+def mbr_chat_input(wildcards):
+    """zero_shot: the base LLM; text: the fine-tuned adapter; unified: it with soft tokens."""
+    inputs = mbr_llm_input(wildcards)
+    if wildcards.chat_row != "zero_shot":
+        inputs["model"] = mbr_finetuned(wildcards, wildcards.chat_row)
+    if wildcards.chat_row == "unified":
+        inputs["vectors"] = mbr_vectors(wildcards, "unified")
+    return inputs
+
+
+def mbr_describe_input(wildcards):
+    inputs = mbr_llm_input(wildcards)
+    if wildcards.describe_row != "zero_shot_title":
+        inputs["model"] = mbr_finetuned(wildcards, wildcards.describe_row)
+        inputs["vectors"] = mbr_vectors(wildcards, wildcards.describe_row)
+    return inputs
+
+
+def mbr_text_runs(kind, rows, filename):
+    """The text tasks' per-row outputs: seeded rows once per mbr.text.seeds, the zero-shot
+    rows (nothing trained) once, at the first seed."""
+    t = config["mbr"]["text"]
+    return [
+        f"results/mbr/{dataset}/text/{kind}/{row}/seed{seed}/{filename}"
+        for dataset in config["mbr"]["datasets"]
+        for row in rows
+        for seed in (t["seeds"][:1] if row.startswith("zero_shot") else t["seeds"])
+    ]
+
+
+CHAT_ROWS = ["zero_shot", "text", "unified"]
+DESCRIBE_ROWS = ["unified", "unified_no_llm", "zero_shot_title"]
+
+
+def mbr_profiled():
+    """The study's datasets that have LLM item profiles (PFR's): the description task's
+    second reference. Profiles are not generated for the others."""
+    return [d for d in config["mbr"]["datasets"] if d in config["pfr"]["datasets"]]
+
+
+def mbr_split_files(name):
+    return [f"results/data/{d}/mbr/text_split/{name}.parquet" for d in config["mbr"]["datasets"]]
+
+
+def mbr_text_table_input(wildcards):
+    return {
+        "candidates": mbr_split_files("candidates"),
+        "chat_users": mbr_split_files("chat_users"),
+        "describe_items": mbr_split_files("describe_items"),
+        "item_text": [f"results/data/{d}/item_text.parquet" for d in config["mbr"]["datasets"]],
+        "profiles": [
+            f"results/text/{d}/profiles/items_{config['pfr']['split']}.parquet"
+            for d in mbr_profiled()
+        ],
+        "chat": mbr_text_runs("chat", CHAT_ROWS, "per_user.parquet"),
+        "chat_id": mbr_runs("chat.parquet"),
+        "descriptions": mbr_text_runs("describe", DESCRIBE_ROWS, "descriptions.parquet"),
+    }
+
+
+def mbr_examples_input(wildcards):
+    ds = wildcards.dataset
+    inputs = {
+        "chat": [p for p in mbr_text_runs("chat", CHAT_ROWS, "per_user.parquet") if f"/{ds}/" in p],
+        "descriptions": [
+            p
+            for p in mbr_text_runs("describe", DESCRIBE_ROWS, "descriptions.parquet")
+            if f"/{ds}/" in p
+        ],
+    }
+    if ds in mbr_profiled():
+        inputs["profiles"] = f"results/text/{ds}/profiles/items_{config['pfr']['split']}.parquet"
+    return inputs
 
 
 def mbr_runs(filename):

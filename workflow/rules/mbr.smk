@@ -1,6 +1,9 @@
-# The multi-behaviour study, part 1: baselines x seed on behaviour-typed data ->
-# results/tables/mbr.csv and results/figures/mbr_tail.png. The data it reads (typed sequences,
-# per-behaviour graphs) is built by workflow/rules/mbr_data.smk.
+# The multi-behaviour study: baselines (part 1) and the unified model with its ablations
+# (part 2) x seed on behaviour-typed data -> results/tables/mbr.csv and
+# results/figures/mbr_tail.png. The data it reads (typed sequences, per-behaviour graphs) is built
+# by workflow/rules/mbr_data.smk; the LLM the unified model reads, and the text tasks, by
+# workflow/rules/mbr_text.smk. Every model also scores the chat task's candidate lists
+# (chat.parquet), so that ID models sit beside the LLM in results/tables/mbr_text.csv.
 
 
 # Tables and figures take seconds: no cluster job for them.
@@ -14,10 +17,12 @@ rule train_mbr:
         sequences="results/data/{dataset}/mbr/sequences.parquet",
         graphs_valid="results/data/{dataset}/mbr/graphs_valid.npz",
         graphs_test="results/data/{dataset}/mbr/graphs_test.npz",
+        candidates="results/data/{dataset}/mbr/text_split/candidates.parquet",
     output:
         per_user="results/mbr/{dataset}/{mbr_model}/seed{seed}/per_user.parquet",
         summary="results/mbr/{dataset}/{mbr_model}/seed{seed}/summary.json",
         weights="results/mbr/{dataset}/{mbr_model}/seed{seed}/weights.pt",
+        chat="results/mbr/{dataset}/{mbr_model}/seed{seed}/chat.parquet",
     log:
         "results/logs/mbr/{dataset}/{mbr_model}/seed{seed}.log",
     benchmark:
@@ -32,6 +37,41 @@ rule train_mbr:
         code=code_sha256("train_mbr"),
         model=lambda wildcards: wildcards.mbr_model,
         settings=mbr_model_settings,
+        masked=mbr_masked,
+        segments=config["mbr"]["segments"],
+        ks=config["mbr"]["ks"],
+        device=config["mbr"]["device"],
+    script:
+        "../scripts/run.py"
+
+
+rule train_unified:
+    input:
+        unpack(unified_input),
+        sequences="results/data/{dataset}/mbr/sequences.parquet",
+        graphs_valid="results/data/{dataset}/mbr/graphs_valid.npz",
+        graphs_test="results/data/{dataset}/mbr/graphs_test.npz",
+        candidates="results/data/{dataset}/mbr/text_split/candidates.parquet",
+    output:
+        per_user="results/mbr/{dataset}/{unified_model}/seed{seed}/per_user.parquet",
+        summary="results/mbr/{dataset}/{unified_model}/seed{seed}/summary.json",
+        weights="results/mbr/{dataset}/{unified_model}/seed{seed}/weights.pt",
+        vectors="results/mbr/{dataset}/{unified_model}/seed{seed}/vectors.npz",
+        chat="results/mbr/{dataset}/{unified_model}/seed{seed}/chat.parquet",
+    log:
+        "results/logs/mbr/{dataset}/{unified_model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/mbr/{dataset}/{unified_model}/seed{seed}.tsv"
+    conda:
+        TORCH_ENV
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        code=code_sha256("train_unified"),
+        model=lambda wildcards: wildcards.unified_model,
+        settings=unified_settings,
         masked=mbr_masked,
         segments=config["mbr"]["segments"],
         ks=config["mbr"]["ks"],

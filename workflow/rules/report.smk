@@ -11,7 +11,7 @@ REPORT_TABLES = [
     "results/tables/arithmetic_cooccurrence.html",
 ]
 if config["mbr"]["datasets"]:
-    REPORT_TABLES.append("results/tables/mbr.html")
+    REPORT_TABLES += ["results/tables/mbr.html", "results/tables/mbr_text.html"]
 
 
 # Both take seconds: no cluster job.

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from .ranking import ScoresFn
+# As llmrec.evaluation.ranking.ScoresFn; not imported from there, so that the LLM steps, which
+# use this module's letters, do not depend on the ranking code.
+ScoresFn = Callable[[torch.Tensor], torch.Tensor]
+
 
 CHAT_KS = (1, 5, 10)
 CHAT_METRICS = ("hit@1", "hit@5", "ndcg@5", "ndcg@10")

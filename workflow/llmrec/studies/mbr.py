@@ -32,6 +32,7 @@ from ..data.artifacts import (
     load_behaviour_sequences,
 )
 from ..device import resolve_device
+from ..evaluation.candidates import candidate_scores
 from ..evaluation.ranking import ScoresFn, evaluate, summarize
 from ..evaluation.segments import SEGMENTS, evaluate_segments, popularity_groups
 from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
@@ -51,7 +52,9 @@ from .tables import Run, TableSpec, metric_label, run_keys, write_study_table
 log = logging.getLogger(__name__)
 
 STUDY = "mbr"
-MODELS = (
+# Part 1's baselines: train_mbr builds them; each table column compares every row with the best
+# of them.
+BASELINES = (
     "pop",
     "aux_first",
     "mf",
@@ -62,6 +65,9 @@ MODELS = (
     "sasrec",
     "bsasrec",
 )
+# Part 2: the unified model and its ablations (studies/mbr_unified.py trains them).
+UNIFIED = ("unified", "unified_no_llm", "unified_no_aux", "unified_no_gnn", "unified_no_seq")
+MODELS = BASELINES + UNIFIED
 MODEL_NAMES = {
     "pop": "Pop",
     "aux_first": "Aux-first",
@@ -72,6 +78,11 @@ MODEL_NAMES = {
     "cascading_rank": "CascadingRank",
     "sasrec": "SASRec (target)",
     "bsasrec": "SASRec + behaviour",
+    "unified": "Unified",
+    "unified_no_llm": "Unified w/o LLM view",
+    "unified_no_aux": "Unified w/o aux. behaviours",
+    "unified_no_gnn": "Unified w/o GNN",
+    "unified_no_seq": "Unified w/o Transformer",
 }
 TRAINING_FREE = ("pop", "aux_first", "cascading_rank")
 GRAPH_MODELS = ("mf", "lightgcn", "lightgcn_merged", "cascading_gcn")
@@ -310,8 +321,11 @@ def train_mbr(
     behaviours whose earlier items are never ranked, besides the target (the dataset's
     ``behaviours.masked``).
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown multi-behaviour model {model!r}; known: {', '.join(MODELS)}")
+    if model not in BASELINES:
+        raise ValueError(
+            f"unknown multi-behaviour baseline {model!r}; known: {', '.join(BASELINES)} (the "
+            f"unified models train through train_unified)"
+        )
     seed = int(seed)
     torch.set_num_threads(threads)
     init_seed(seed)
@@ -342,6 +356,7 @@ def train_mbr(
         segments=segments,
         ks=ks,
         device=dev,
+        candidates=input.get("candidates"),
     )
 
 
@@ -377,9 +392,12 @@ def write_results(
     segments: Mapping,
     ks: Sequence[int],
     device: torch.device,
+    candidates: str | None = None,
 ) -> None:
     """Test a trained run by segment and write its ``per_user`` metrics, ``summary`` and
-    ``weights``: what :func:`mbr_table` reads, for every model of the study.
+    ``weights``: what :func:`mbr_table` reads, for every model of the study; with ``chat`` in
+    ``output``, also its scores of the chat task's ``candidates`` lists (the same lists the LLM
+    is asked about: :func:`llmrec.evaluation.candidates.candidate_scores`).
 
     ``scores_fn`` ranks with the test-time inputs; ``state`` is the weights to save (empty for
     training-free models); ``history`` one row per validation (``settings["metric"]`` in it)
@@ -430,6 +448,11 @@ def write_results(
         },
     )
     save_weights(output["weights"], {k: v.cpu() for k, v in state.items()})
+    if "chat" in output:
+        if candidates is None:
+            raise ValueError("a chat output needs the candidates input (mbr_candidates)")
+        with atomic_path(output["chat"]) as tmp:
+            pq.write_table(candidate_scores(scores_fn, candidates), tmp)
     log.info("%s seed %d: test %s", model, seed, summary_test["overall"])
 
 
@@ -468,7 +491,7 @@ def table_spec(ks: Sequence[int], overlap_note: str = "") -> TableSpec:
         models=MODELS,
         model_names=MODEL_NAMES,
         variants=SEGMENTS,
-        best_of=MODELS,
+        best_of=BASELINES,
         baseline={},
         unit="user_id",
         unit_table="per_user",

@@ -1,17 +1,16 @@
-"""The multi-behaviour study's LLM steps: adapt, embed, fine-tune with soft tokens, and answer.
+"""The multi-behaviour study's LLM, steps 1 and 2: adapt it to the domain, embed the items.
 
 1. :func:`mbr_llm_adapt`: LoRA domain adaptation of the instruct LLM (causal-LM loss) on the
    training text, item texts and users' training histories in words; optionally first an
    arithmetic task over the numbers in that text (``number_preconditioning``, the idea of the
    arithmetic study).
 2. :func:`mbr_llm_embed`: each item's text embedding from the adapted LLM.
-3. :func:`mbr_llm_finetune`: instruction fine-tuning on chat recommendation (training users,
-   the validation target among 19 never-met items) and item description (items outside the
-   held-out set), with the unified model's vectors as soft tokens (variant ``text``: none).
-4. :func:`mbr_chat` and :func:`mbr_describe`: the test-time answers the text table reads.
 
-Training steps keep a checkpoint beside their output (``<output>.ckpt``) and resume from it
-when rerun after a kill. ``settings`` is the config's ``mbr.llm``.
+The fine-tuning with the unified model's vectors and the answers are
+:mod:`llmrec.studies.mbr_llm_tasks`: a separate module, so that editing the tasks reruns
+neither the adaptation nor what reads its embeddings. The adaptation keeps a checkpoint beside
+its output (``<output>.ckpt``) and resumes from it when rerun after a kill. ``settings`` is
+the config's ``mbr.llm``.
 """
 
 from __future__ import annotations
@@ -25,13 +24,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ..data.artifacts import load_behaviour_sequences, read_sequences_metadata
 from ..data.multi_behaviour import item_names
-from ..evaluation.candidates import letters, scores_table
 from ..io import atomic_path, save_weights, write_json
 from ..llm import prompts
 from ..llm.lm import (
@@ -39,31 +35,27 @@ from ..llm.lm import (
     base_identity,
     load_adapter,
     load_causal_lm,
-    placeholder_token,
     require_chat_template,
     save_adapter,
 )
-from ..llm.soft import SoftPromptLM
-from ..llm.tasks import Requests, never_met
 from ..llm.train import Example, fit_lm, instruction_collate, text_collate
 from ..progress import Progress
 from ..training.resumable import load_trainable_state, trainable_state
-from .mbr_text import stamp_run
 
 log = logging.getLogger(__name__)
 
-PROJECTOR = "projector.pt"
-CANDIDATES = 20
 
-
-def _open(llm: str, settings: Mapping, threads: int):
+def open_llm(llm: str, settings: Mapping, threads: int, device: str = "cpu"):
+    """The LLM and its tokenizer (``settings["dtype"]``) on ``device``; an error without a chat
+    template."""
     torch.set_num_threads(threads)
-    lm, tokenizer = load_causal_lm(llm, settings.get("dtype", "float32"))
+    lm, tokenizer = load_causal_lm(llm, settings.get("dtype", "float32"), device)
     require_chat_template(tokenizer, llm)
     return lm, tokenizer
 
 
-def _fingerprint(settings: Mapping, *parts) -> str:
+def settings_fingerprint(settings: Mapping, *parts) -> str:
+    """What a checkpoint must match to be resumed: the settings and what else decides it."""
     return hashlib.sha256(json.dumps([dict(settings), *parts], default=str).encode()).hexdigest()
 
 
@@ -96,26 +88,34 @@ def mbr_llm_adapt(
     output: Mapping[str, str],
     *,
     settings: Mapping,
+    llm: str,
+    device: str = "auto",
     threads: int = 1,
     progress: bool = True,
 ) -> None:
     """LoRA domain adaptation on the training text.
 
     Args:
-        input: ``llm`` (model folder or id), ``item_text`` and ``user_text`` (training
-            histories in words).
+        input: ``item_text``, ``user_text`` (training histories in words) and
+            ``describe_items`` (held-out items: their texts are left out).
         output: ``adapter`` (folder: the peft adapter and its base's identity) and ``summary``
             (json: the histories, examples and settings).
         settings: ``mbr.llm``: ``lora``, ``number_preconditioning``, ``arithmetic.examples``
             and ``adapt`` (examples, epochs, batch_size, lr, max_len, checkpoint_every, seed).
+        llm: the base LLM, a folder or a Hugging Face id (the rule's ``llm`` input, where it
+            is a file, makes a new model rerun the step).
+        device: where it trains (default auto).
         threads: CPU threads (default 1).
         progress: show progress bars (default True).
     """
     started = time.perf_counter()
     cfg = settings["adapt"]
-    lm, tokenizer = _open(input["llm"], settings, threads)
+    lm, tokenizer = open_llm(llm, settings, threads, device)
     items = _texts(input["item_text"])
     users = [t for t in pq.read_table(input["user_text"]).column("text").to_pylist() if t]
+    # The held-out items' texts are the description task's references: never trained on.
+    held_out = set(pq.read_table(input["describe_items"]).column("item_id").to_pylist())
+    items = [t for i, t in enumerate(items) if i not in held_out]
     corpus = items + users
     rng = np.random.default_rng(cfg["seed"])
     chosen = [corpus[i] for i in rng.permutation(len(corpus))[: cfg["examples"]]]
@@ -125,7 +125,7 @@ def mbr_llm_adapt(
     torch.manual_seed(cfg["seed"])
     model = add_lora(lm, **settings["lora"])
     pad, max_len = tokenizer.pad_token_id, cfg["max_len"]
-    fingerprint = _fingerprint(settings, base_identity(model), len(corpus))
+    fingerprint = settings_fingerprint(settings, base_identity(model), len(corpus))
     train = {k: cfg[k] for k in ("epochs", "batch_size", "lr", "checkpoint_every", "seed")}
     summary = {
         "settings": dict(settings),
@@ -150,6 +150,7 @@ def mbr_llm_adapt(
                 lambda b: instruction_collate(b, pad_id=pad, max_len=max_len),
                 checkpoint=f"{output['adapter']}.numbers.ckpt",
                 fingerprint=fingerprint,
+                device=lm.device,
                 progress=progress,
                 **train,
             )
@@ -162,6 +163,7 @@ def mbr_llm_adapt(
         lambda b: text_collate(b, pad_id=pad, max_len=max_len),
         checkpoint=f"{output['adapter']}.ckpt",
         fingerprint=fingerprint,
+        device=lm.device,
         progress=progress,
         **train,
     )
@@ -176,19 +178,22 @@ def mbr_llm_embed(
     output: Mapping[str, str],
     *,
     settings: Mapping,
+    llm: str,
+    device: str = "auto",
     threads: int = 1,
     progress: bool = True,
 ) -> None:
     """Each item's embedding: the adapted LLM's last hidden states averaged over its text.
 
     Args:
-        input: ``llm``, ``adapter`` (of :func:`mbr_llm_adapt`) and ``item_text``.
+        input: ``adapter`` (of :func:`mbr_llm_adapt`) and ``item_text``.
         output: ``embeddings`` (.npy float32 ``[n_items, LM hidden size]``, by item id).
         settings: ``mbr.llm`` (``embed.batch_size``, ``embed.max_len``).
+        llm, device: the base LLM (folder or Hugging Face id) and where it runs (default auto).
         threads, progress: CPU threads (default 1), progress bar (default True).
     """
-    lm, tokenizer = _open(input["llm"], settings, threads)
-    model = load_adapter(lm, input["adapter"], input["llm"]).eval()
+    lm, tokenizer = open_llm(llm, settings, threads, device)
+    model = load_adapter(lm, input["adapter"], llm).eval()
     texts = _texts(input["item_text"])
     cfg = settings["embed"]
     rows = []
@@ -199,6 +204,7 @@ def mbr_llm_embed(
                 for t in texts[lo : lo + cfg["batch_size"]]
             ]
             batch = text_collate(tokens, pad_id=tokenizer.pad_token_id, max_len=cfg["max_len"])
+            batch = {k: v.to(lm.device) for k, v in batch.items()}
             out = model(
                 input_ids=batch["input_ids"],
                 attention_mask=batch["attention_mask"],
@@ -206,275 +212,7 @@ def mbr_llm_embed(
             )
             mask = batch["attention_mask"].unsqueeze(-1).float()
             last = out.hidden_states[-1].float()
-            rows.append(((last * mask).sum(1) / mask.sum(1).clamp(min=1)).numpy())
+            rows.append(((last * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy())
             done.update(len(tokens))
     with atomic_path(output["embeddings"]) as tmp, open(tmp, "wb") as fh:
         np.save(fh, np.concatenate(rows).astype(np.float32))
-
-
-def _vectors(input: Mapping[str, str], stage: str | None) -> tuple[np.ndarray | None, ...]:
-    """The item vectors and the ``users_<stage>`` vectors, or Nones without ``vectors``."""
-    if "vectors" not in input:
-        return None, None
-    with np.load(input["vectors"]) as npz:
-        return npz["items"], (npz[f"users_{stage}"] if stage else None)
-
-
-def _soft_model(lm, input: Mapping[str, str], tokenizer, items, hidden: int | None = None):
-    """The adapted LM, wrapped in a :class:`SoftPromptLM` (its projector loaded from
-    ``model``) where there are item vectors."""
-    placeholder = placeholder_token(tokenizer)
-    if items is None:
-        return lm, placeholder
-    if hidden is None:
-        state = torch.load(Path(input["model"]) / PROJECTOR, weights_only=True)
-        model = SoftPromptLM(lm, items.shape[1], state["0.weight"].shape[0], placeholder[1])
-        model.projector.load_state_dict(state)
-        return model, placeholder
-    return SoftPromptLM(lm, items.shape[1], hidden, placeholder[1]), placeholder
-
-
-def mbr_llm_finetune(
-    input: Mapping[str, str],
-    output: Mapping[str, str],
-    *,
-    variant: str,
-    settings: Mapping,
-    threads: int = 1,
-    progress: bool = True,
-) -> None:
-    """Instruction fine-tuning of the adapter (and the soft-token projector) on the two tasks.
-
-    Chat: for training users drawn with the seed, the latest ``chat.history`` training events
-    and 20 candidates, the validation target and 19 items the user never met (nor its test
-    target), shuffled; the answer "<letter>. <title>". Description: items outside the held-out
-    set, the prompt naming the item by its soft token (variant ``text``: by its title); the
-    answer its text. Test targets and held-out descriptions are never trained on.
-
-    Args:
-        input: ``llm``, ``adapter`` (of :func:`mbr_llm_adapt`), ``sequences``, ``item_text``,
-            ``describe_items`` (held-out items) and ``vectors`` (npz: ``items``,
-            ``users_valid``; absent for ``text``).
-        output: ``model`` (folder: adapter, base identity, ``projector.pt``) and ``summary``.
-        variant: ``text``, ``unified`` or ``unified_no_llm`` (recorded; the vectors decide).
-        settings: ``mbr.llm`` (``finetune``, ``chat.history``, ``dtype``).
-        threads, progress: CPU threads (default 1), progress bars (default True).
-    """
-    started = time.perf_counter()
-    cfg = settings["finetune"]
-    if variant != "text" and "vectors" not in input:
-        raise ValueError(f"variant {variant!r} needs the unified model's vectors as input")
-    lm, tokenizer = _open(input["llm"], settings, threads)
-    lm = load_adapter(lm, input["adapter"], input["llm"], trainable=True)
-    items, users = _vectors(input, "valid") if variant != "text" else (None, None)
-    torch.manual_seed(cfg["seed"])
-    model, placeholder = _soft_model(lm, input, tokenizer, items, cfg["projector_hidden"])
-    seqs = load_behaviour_sequences(input["sequences"])
-    requests = Requests(
-        tokenizer,
-        input["item_text"],
-        seqs.funnel,
-        title_words=cfg["title_words"],
-        history=settings["chat"]["history"],
-        items=items,
-        users=users,
-        placeholder=placeholder,
-    )
-    rng = np.random.default_rng(cfg["seed"])
-    n_items = len(requests.names)
-    trainable = np.flatnonzero((seqs.valid_item >= 0) & (seqs.n_train > 0))
-    chosen = np.sort(rng.permutation(trainable)[: cfg["chat_examples"]])
-    examples = []
-    for user in chosen.tolist():
-        own = np.random.default_rng([cfg["seed"], user])
-        met = np.r_[seqs.items[user], seqs.test_item[user]]
-        cands = np.r_[seqs.valid_item[user], never_met(own, met, n_items, CANDIDATES - 1)]
-        order = own.permutation(CANDIDATES)
-        cands = cands[order].tolist()
-        n = seqs.n_train[user]
-        ids, soft = requests.chat(user, seqs.items[user][:n], seqs.behaviours[user][:n], cands)
-        answer = requests.chat_answer(cands, int(np.flatnonzero(order == 0)[0]))
-        examples.append(Example(ids, answer, soft))
-    held_out = set(pq.read_table(input["describe_items"]).column("item_id").to_pylist())
-    texts = pq.read_table(input["item_text"], columns=["text"]).column("text").to_pylist()
-    describable = [i for i, t in enumerate(texts) if t and t.strip() and i not in held_out]
-    for item in np.sort(rng.permutation(describable)[: cfg["describe_examples"]]).tolist():
-        ids, soft = requests.describe(item)
-        examples.append(Example(ids, prompts.encode_answer(tokenizer, texts[item].strip()), soft))
-    fingerprint = _fingerprint(settings, variant, base_identity(lm), len(examples))
-    history = fit_lm(
-        model,
-        lambda epoch: examples,
-        lambda b: instruction_collate(
-            b, pad_id=tokenizer.pad_token_id, max_len=cfg["max_len"], placeholder_id=placeholder[1]
-        ),
-        epochs=cfg["epochs"],
-        batch_size=cfg["batch_size"],
-        lr=cfg["lr"],
-        seed=cfg["seed"],
-        checkpoint=f"{output['model']}.ckpt",
-        checkpoint_every=cfg["checkpoint_every"],
-        fingerprint=fingerprint,
-        progress=progress,
-    )
-    extra = {PROJECTOR: model.projector.state_dict()} if items is not None else {}
-    save_adapter(lm, output["model"], extra)
-    write_json(
-        output["summary"],
-        {
-            "variant": variant,
-            "settings": dict(settings),
-            "chat_examples": len(chosen),
-            "describe_examples": len(examples) - len(chosen),
-            "history": history,
-            "seconds": time.perf_counter() - started,
-        },
-    )
-
-
-def _answering_model(input: Mapping[str, str], settings: Mapping, threads: int, stage: str):
-    """The base LLM, with the fine-tuned adapter and projector where ``model`` is given."""
-    lm, tokenizer = _open(input["llm"], settings, threads)
-    items = users = None
-    if "model" in input:
-        lm = load_adapter(lm, input["model"], input["llm"])
-        items, users = _vectors(input, stage)
-    model, placeholder = _soft_model(lm, input, tokenizer, items)
-    return model.eval(), tokenizer, items, users, placeholder
-
-
-def _soft_lm(model) -> SoftPromptLM:
-    """``model`` as a :class:`SoftPromptLM` (a plain LM gets an unused projector)."""
-    return model if isinstance(model, SoftPromptLM) else SoftPromptLM(model, 1, 1, -1)
-
-
-def mbr_chat(
-    input: Mapping[str, str],
-    output: Mapping[str, str],
-    *,
-    row: str,
-    settings: Mapping,
-    seed: int = 0,
-    threads: int = 1,
-    progress: bool = True,
-) -> None:
-    """Chat recommendation answers of one row on the split's candidate lists.
-
-    Args:
-        input: ``llm``, ``candidates`` (user_id, items, target_position), ``sequences`` (the
-            test-time history: every event before the test target), ``item_text``, ``model``
-            (of :func:`mbr_llm_finetune`; absent for ``zero_shot``) and ``vectors`` (npz:
-            ``items``, ``users_test``; ``unified`` only).
-        output: ``per_user`` (parquet: user_id, letter_scores list<float32> of each
-            candidate's letter logit after the prompt, in presentation order, and answer, the
-            greedy generation), stamped with the run (``llm_<row>`` in the table).
-        row: ``zero_shot``, ``text`` or ``unified``.
-        settings: ``mbr.llm`` (``chat``: history, max_new_tokens, batch_size;
-            ``finetune.title_words``).
-        seed: the run's seed, recorded (default 0).
-        threads, progress: CPU threads (default 1), progress bar (default True).
-    """
-    model, tokenizer, items, users, placeholder = _answering_model(input, settings, threads, "test")
-    model = _soft_lm(model)
-    seqs = load_behaviour_sequences(input["sequences"])
-    cfg = settings["chat"]
-    requests = Requests(
-        tokenizer,
-        input["item_text"],
-        seqs.funnel,
-        title_words=settings["finetune"]["title_words"],
-        history=cfg["history"],
-        items=items,
-        users=users,
-        placeholder=placeholder,
-    )
-    table = pq.read_table(input["candidates"])
-    user_ids = table.column("user_id").to_numpy().astype(np.int64)
-    lists = table.column("items").to_pylist()
-    asked = [
-        requests.chat(u, seqs.items[u], seqs.behaviours[u], c) for u, c in zip(user_ids, lists)
-    ]
-    ids = [a[0] for a in asked]
-    soft = [a[1] for a in asked] if items is not None else None
-    width = len(lists[0]) if lists else CANDIDATES
-    labels = prompts.letter_ids(tokenizer, letters(width))
-    pad, batch = tokenizer.pad_token_id, cfg["batch_size"]
-    with Progress(len(ids), "chat", "prompts", bar=progress) as done:
-        scores, answers = [], []
-        for lo in range(0, len(ids), batch):
-            chunk = soft[lo : lo + batch] if soft is not None else None
-            scores.append(
-                model.letter_logits(
-                    ids[lo : lo + batch], labels, chunk, pad_id=pad, batch_size=batch
-                )
-            )
-            answers += model.generate(
-                ids[lo : lo + batch],
-                chunk,
-                pad_id=pad,
-                eos_ids=[tokenizer.eos_token_id],
-                max_new_tokens=cfg["max_new_tokens"],
-                batch_size=batch,
-            )
-            done.update(len(ids[lo : lo + batch]))
-    out = scores_table(user_ids, torch.cat(scores).numpy() if scores else np.empty((0, width)))
-    texts = [t.strip() for t in tokenizer.batch_decode(answers, skip_special_tokens=True)]
-    out = out.append_column("answer", pa.array(texts, pa.string()))
-    dataset = read_sequences_metadata(input["sequences"])["dataset"]
-    with atomic_path(output["per_user"]) as tmp:
-        pq.write_table(stamp_run(out, dataset=dataset, model=row, seed=seed), tmp)
-
-
-def mbr_describe(
-    input: Mapping[str, str],
-    output: Mapping[str, str],
-    *,
-    row: str,
-    settings: Mapping,
-    dataset: str,
-    seed: int = 0,
-    threads: int = 1,
-    progress: bool = True,
-) -> None:
-    """Descriptions of the held-out items by one row.
-
-    Args:
-        input: ``llm``, ``describe_items`` (held-out item ids), ``item_text``, and ``model``
-            and ``vectors`` (``items``) except for ``zero_shot_title``, which gives the base
-            LLM the title instead of a soft token.
-        output: ``descriptions`` (parquet: item_id int32, description string), stamped with
-            the run (``llm_<row>`` in the table).
-        row: ``unified``, ``unified_no_llm`` or ``zero_shot_title``.
-        settings: ``mbr.llm`` (``describe``: max_new_tokens, batch_size).
-        dataset: the dataset's name, recorded.
-        seed: the run's seed, recorded (default 0).
-        threads, progress: CPU threads (default 1), progress bar (default True).
-    """
-    if row != "zero_shot_title" and ("model" not in input or "vectors" not in input):
-        raise ValueError(f"description row {row!r} needs the fine-tuned model and its vectors")
-    model, tokenizer, items, _, placeholder = _answering_model(input, settings, threads, None)
-    model = _soft_lm(model)
-    requests = Requests(tokenizer, input["item_text"], ("",), items=items, placeholder=placeholder)
-    held_out = pq.read_table(input["describe_items"]).column("item_id").to_numpy().astype(np.int64)
-    asked = [requests.describe(int(i), by_title=row == "zero_shot_title") for i in held_out]
-    soft = [a[1] for a in asked] if items is not None else None
-    cfg = settings["describe"]
-    answers = []
-    with Progress(len(asked), "describe", "items", bar=progress) as done:
-        for lo in range(0, len(asked), cfg["batch_size"]):
-            hi = lo + cfg["batch_size"]
-            answers += model.generate(
-                [a[0] for a in asked[lo:hi]],
-                soft[lo:hi] if soft is not None else None,
-                pad_id=tokenizer.pad_token_id,
-                eos_ids=[tokenizer.eos_token_id],
-                max_new_tokens=cfg["max_new_tokens"],
-                batch_size=cfg["batch_size"],
-            )
-            done.update(len(asked[lo:hi]))
-    texts = [t.strip() for t in tokenizer.batch_decode(answers, skip_special_tokens=True)]
-    table = pa.table(
-        {"item_id": pa.array(held_out, pa.int32()), "description": pa.array(texts, pa.string())}
-    )
-    with atomic_path(output["descriptions"]) as tmp:
-        pq.write_table(stamp_run(table, dataset=dataset, model=row, seed=seed), tmp)

@@ -1,24 +1,26 @@
-"""The multi-behaviour study, part 2: the data and the evaluation of its two text tasks.
+"""The multi-behaviour study, part 2: the evaluation of its two text tasks.
 
-- **Chat-based recommendation** (LLaRA / LlamaRec protocol): :func:`mbr_text_split` draws, per
-  test user, one list of candidates, the held-out target among items the user never met, the
-  same for every model; LLM rows score it by their letters' logits and by a free answer, ID
-  models by their scores of the candidates (:mod:`llmrec.evaluation.candidates`).
-- **Item description**: the same step holds out items whose descriptions are never trained on;
-  the fine-tuned LLM describes them from their soft token, and :mod:`llmrec.evaluation.text`
-  compares each description with the item's text and its LLM-written profile.
+The split (:mod:`llmrec.studies.mbr_split`) draws, per test user, one list of candidates, the
+held-out target among items the user never met, the same for every model; the users the LLM is
+asked; and the items whose descriptions are never trained on.
+
+- **Chat-based recommendation** (LLaRA / LlamaRec protocol): LLM rows score a list by their
+  letters' logits and by a free answer, ID models by their scores of the candidates
+  (:mod:`llmrec.evaluation.candidates`).
+- **Item description**: the fine-tuned LLM describes the held-out items from their soft token,
+  and :mod:`llmrec.evaluation.text` compares each description with the item's text and its
+  LLM-written profile.
 
 :func:`mbr_text_table` puts both tasks in one table, :func:`mbr_chat_figure` draws the chat
 rows against the random line and :func:`mbr_examples` shows what the models say.
 
 Each row's files record who wrote them: a parquet's schema metadata ``llmrec.run``
-(:func:`stamp_run`), or else the run's ``summary.json`` beside it (the ID models'); the table
-never reads a model or a seed from a path.
+(:func:`llmrec.studies.mbr_split.stamp_run`), or else the run's ``summary.json`` beside it
+(the ID models'); the table never reads a model or a seed from a path.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -29,7 +31,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 
 from ..data.artifacts import load_behaviour_sequences
 from ..data.multi_behaviour import history_text, item_names
@@ -46,11 +47,12 @@ from ..evaluation.candidates import (
 from ..evaluation.significance import NOTE as SIGNIFICANCE_NOTE
 from ..evaluation.text import embedding_cosine, genre_f1, item_genres, rouge
 from ..figures import save_png, seed_count, subplots
-from ..io import atomic_path, read_json, write_csv, write_text
+from ..io import write_csv, write_text
 from ..provenance import stamp
 from ..text.models import DEFAULT_EMBEDDING_MODEL
+from .mbr import BASELINES, UNIFIED
 from .mbr import MODEL_NAMES as ID_MODEL_NAMES
-from .mbr import MODELS as ID_MODELS
+from .mbr_split import STUDY, asked_candidates, read_run_keys
 from .tables import (
     Run,
     TableSpec,
@@ -59,20 +61,16 @@ from .tables import (
     html_page,
     html_table,
     notes,
-    run_keys,
 )
 
 log = logging.getLogger(__name__)
 
-STUDY = "mbr_text"
-RUN_METADATA = b"llmrec.run"
 TASKS = ("chat", "description")
 
 # Row keys: the LLM rows carry "llm_" so that the LLM fine-tuned with the unified model's
 # vectors ("llm_unified") is not the unified ID scorer ("unified").
 CHAT_LLM_ROWS = ("zero_shot", "text", "unified")
 DESCRIBE_ROWS = ("unified", "unified_no_llm", "zero_shot_title")
-UNIFIED_MODELS = ("unified", "unified_no_llm", "unified_no_aux", "unified_no_gnn", "unified_no_seq")
 ROW_NAMES = {
     "random": "Random (expectation)",
     "llm_zero_shot": "LLM zero-shot",
@@ -82,17 +80,13 @@ ROW_NAMES = {
     "llm_zero_shot_title": "LLM zero-shot given the title (upper reference)",
     **ID_MODEL_NAMES,
     "unified": "Unified (ID scorer)",
-    "unified_no_llm": "Unified without the LLM view",
-    "unified_no_aux": "Unified without auxiliary behaviours",
-    "unified_no_gnn": "Unified without the GNN",
-    "unified_no_seq": "Unified without the Transformer",
 }
 ROW_ORDER = (
     "random",
     *(f"llm_{r}" for r in CHAT_LLM_ROWS),
     *(f"llm_{r}" for r in DESCRIBE_ROWS if r != "unified"),
-    *UNIFIED_MODELS,
-    *ID_MODELS,
+    *UNIFIED,
+    *BASELINES,
 )
 DESCRIPTION_METRICS = (
     "rouge1",
@@ -124,162 +118,14 @@ LABELS = {
 NOT_COMPARED_WITH = ("llm_zero_shot_title",)
 
 
-# --- the split -------------------------------------------------------------------------------
-
-
-def _met_items(interactions: str | Path, sequences, n_users: int, n_items: int) -> sp.csr_matrix:
-    """Users x items, 1 where the user met the item in any behaviour at any time: every event
-    of the log (events after the test time are not in the sequences), the sequences too."""
-    log_events = pq.read_table(interactions, columns=["user_id", "item_id"])
-    users = [log_events.column("user_id").to_numpy().astype(np.int64)]
-    items = [log_events.column("item_id").to_numpy().astype(np.int64)]
-    users.append(np.repeat(np.arange(n_users), [len(s) for s in sequences.items]))
-    items.append(np.concatenate([*sequences.items, np.empty(0, np.int64)]).astype(np.int64))
-    users.append(np.arange(n_users))  # the held-out items (-1: none) are met too
-    items.append(sequences.test_item)
-    users, items = np.concatenate(users), np.concatenate(items)
-    keep = items >= 0
-    met = sp.csr_matrix(
-        (np.ones(keep.sum(), np.float32), (users[keep], items[keep])), shape=(n_users, n_items)
-    )
-    met.sum_duplicates()
-    return met
-
-
-def _never_met(rng: np.random.Generator, met: np.ndarray, n_items: int, count: int) -> np.ndarray:
-    """``count`` distinct items drawn uniformly from those not in ``met``."""
-    if len(met) > n_items // 2:  # rejection would waste most draws
-        return rng.choice(np.setdiff1d(np.arange(n_items), met), count, replace=False)
-    drawn: list[int] = []
-    seen = set(met.tolist())
-    while len(drawn) < count:
-        for item in rng.integers(0, n_items, 2 * count).tolist():
-            if item not in seen:
-                seen.add(item)
-                drawn.append(item)
-    return np.array(drawn[:count], np.int64)
-
-
-def mbr_text_split(
-    input: Mapping[str, str],
-    output: Mapping[str, str],
-    *,
-    users: int | None,
-    candidates: int = 20,
-    describe_items: int,
-    seed: int = 0,
-    threads: int = 1,
-    progress: bool = True,
-) -> None:
-    """The chat task's candidate lists and the description task's held-out items.
-
-    Args:
-        input: ``sequences`` (mbr/sequences.parquet), ``item_text`` (its rows are the
-            catalogue) and ``interactions`` (the filtered log: what a user met after its test
-            time is in no sequence).
-        output: ``candidates`` (parquet: ``user_id`` int32, ``items`` list<int32> of
-            ``candidates`` items in presentation order, ``target_position`` int8) and
-            ``describe_items`` (parquet: ``item_id`` int32, sorted).
-        users: test users drawn with the seed (sorted by id); all of them when None, 0 or more
-            than there are.
-        candidates: the list length (default 20): the test target and ``candidates - 1`` items
-            the user never met in any behaviour at any time, shuffled.
-        describe_items: items with a non-empty text drawn with the seed; their descriptions are
-            never trained on.
-        seed: the draws' seed (default 0). A user's list depends on the seed and the user only
-            (its own generator), not on how many users are drawn.
-        threads, progress: unused (a quick step); the rules' common arguments.
-
-    Raises:
-        ValueError: a list longer than the catalogue less a user's met items, fewer than 2
-            candidates, or ``describe_items`` that would leave no item to train descriptions on.
-    """
-    del threads, progress
-    if not 2 <= candidates <= 26:
-        raise ValueError(f"candidates must be 2 to 26 (one letter each), got {candidates}")
-    seqs = load_behaviour_sequences(input["sequences"])
-    item_text = pq.read_table(input["item_text"], columns=["item_id", "text"])
-    n_items, n_users = item_text.num_rows, len(seqs.test_item)
-    tested = np.flatnonzero(seqs.test_item >= 0)
-    rng = np.random.default_rng(seed)
-    if users and users < len(tested):
-        tested = np.sort(rng.choice(tested, users, replace=False))
-    met = _met_items(input["interactions"], seqs, n_users, n_items)
-    free = n_items - np.diff(met.indptr)[tested]
-    if len(tested) and free.min() < candidates - 1:
-        worst = tested[int(np.argmin(free))]
-        raise ValueError(
-            f"user {worst} met {n_items - free.min()} of the {n_items} items, leaving "
-            f"{free.min()} never-met items for {candidates - 1} negatives; lower candidates"
-        )
-    lists, positions = [], []
-    for user in tested:
-        own = np.random.default_rng([seed, int(user)])
-        negatives = _never_met(
-            own, met.indices[met.indptr[user] : met.indptr[user + 1]], n_items, candidates - 1
-        )
-        order = own.permutation(candidates)
-        items = np.r_[seqs.test_item[user], negatives][order]
-        lists.append(items)
-        positions.append(int(np.flatnonzero(order == 0)[0]))
-    offsets = pa.array(np.arange(0, candidates * len(lists) + 1, candidates, dtype=np.int32))
-    flat = np.concatenate(lists) if lists else np.empty(0, np.int64)
-    table = pa.table(
-        {
-            "user_id": pa.array(tested, pa.int32()),
-            "items": pa.ListArray.from_arrays(offsets, pa.array(flat, pa.int32())),
-            "target_position": pa.array(positions, pa.int8()),
-        }
-    )
-    texts = item_text.column("text").to_pylist()
-    described = np.array([i for i, t in enumerate(texts) if t and t.strip()], np.int64)
-    if describe_items >= len(described):
-        raise ValueError(
-            f"describe_items {describe_items} leaves none of the {len(described)} items with a "
-            f"text to train descriptions on; hold out fewer"
-        )
-    held_out = np.sort(rng.choice(described, describe_items, replace=False))
-    with atomic_path(output["candidates"]) as tmp:
-        pq.write_table(table, tmp)
-    with atomic_path(output["describe_items"]) as tmp:
-        pq.write_table(pa.table({"item_id": pa.array(held_out, pa.int32())}), tmp)
-    log.info(
-        "%d candidate lists of %d, %d held-out items to describe",
-        len(lists),
-        candidates,
-        len(held_out),
-    )
-
-
-# --- reading the rows' files -------------------------------------------------------------------
-
-
-def stamp_run(table: pa.Table, *, dataset: str, model: str, seed: int | str) -> pa.Table:
-    """``table`` with the run's keys in its schema metadata, for :func:`read_run_keys`."""
-    keys = run_keys(study=STUDY, dataset=dataset, model=model, variant=None, seed=seed)
-    meta = dict(table.schema.metadata or {}) | {RUN_METADATA: json.dumps(keys)}
-    return table.replace_schema_metadata(meta)
-
-
-def read_run_keys(path: str | Path) -> dict[str, Any]:
-    """The dataset, model and seed of the run that wrote ``path``: its ``llmrec.run`` metadata
-    (:func:`stamp_run`), or the ``summary.json`` in its folder."""
-    meta = pq.read_schema(path).metadata or {}
-    if RUN_METADATA in meta:
-        return json.loads(meta[RUN_METADATA])
-    summary = Path(path).parent / "summary.json"
-    if summary.exists():
-        return read_json(summary)
-    raise ValueError(
-        f"{path} records no run (no llmrec.run metadata, no summary.json beside it); write it "
-        f"through llmrec.studies.mbr_text.stamp_run"
-    )
-
-
-def _aligned(path: str | Path, ids: np.ndarray, key: str) -> pd.DataFrame:
-    """A row's table in the order of ``ids``, every id present exactly once."""
+def _aligned(path: str | Path, ids: np.ndarray, key: str, subset: bool = False) -> pd.DataFrame:
+    """A row's table in the order of ``ids``, every id present exactly once (``subset``: the
+    file may hold more ids, as an ID model's scores of every test user's list)."""
     frame = pd.read_parquet(path)
-    if frame[key].duplicated().any() or set(frame[key]) != set(ids.tolist()):
+    held = set(frame[key])
+    if frame[key].duplicated().any() or (
+        not set(ids.tolist()) <= held if subset else set(ids.tolist()) != held
+    ):
         raise ValueError(
             f"{path} must hold one row for each of the {len(ids)} {key}s of the split (it has "
             f"{frame[key].nunique()}); rerun it with the current split"
@@ -287,13 +133,16 @@ def _aligned(path: str | Path, ids: np.ndarray, key: str) -> pd.DataFrame:
     return frame.set_index(key).loc[ids].reset_index()
 
 
-def chat_units(path: str | Path, candidates: pa.Table, titles: np.ndarray) -> pd.DataFrame:
-    """One chat row's per-user metrics (``unit`` = user id): the letter-score ranking's, and
-    where the file holds ``answer`` the generation's."""
+def chat_units(
+    path: str | Path, candidates: pa.Table, titles: np.ndarray, subset: bool = False
+) -> pd.DataFrame:
+    """One chat row's per-user metrics (``unit`` = user id) on the users of ``candidates``: the
+    letter-score ranking's, and where the file holds ``answer`` the generation's. ``subset``:
+    the file may score more users (an ID model scores every test user's list)."""
     users = candidates.column("user_id").to_numpy().astype(np.int64)
     items = candidate_items(candidates)
     target = candidates.column("target_position").to_numpy().astype(np.int64)
-    frame = _aligned(path, users, "user_id")
+    frame = _aligned(path, users, "user_id", subset)
     scores = np.array(frame["letter_scores"].tolist(), np.float64)
     if scores.shape != items.shape:
         raise ValueError(
@@ -311,11 +160,18 @@ class DescriptionReferences:
     """What the descriptions of the held-out items are compared with: each item's text, its
     LLM-written profile (where the profile is valid) and its genres."""
 
-    def __init__(self, item_text: str | Path, profiles: str | Path, items: np.ndarray) -> None:
+    def __init__(
+        self, item_text: str | Path, profiles: str | Path | None, items: np.ndarray
+    ) -> None:
         texts = pq.read_table(item_text, columns=["text"]).column("text").to_pylist()
         genres = [item_genres(t) for t in texts]
         self.vocabulary = sorted({g for listed in genres for g in listed})
-        profile = pq.read_table(profiles, columns=["item_id", "summary", "valid"]).to_pandas()
+        columns = ["item_id", "summary", "valid"]
+        profile = (
+            pq.read_table(profiles, columns=columns).to_pandas()
+            if profiles is not None
+            else pd.DataFrame(columns=columns)  # a dataset without LLM profiles (not in PFR)
+        )
         profile = profile.set_index("item_id")
         self.items = items
         self.text = [texts[i] for i in items]
@@ -350,29 +206,69 @@ def _run(keys: Mapping, model: str, task: str, units: pd.DataFrame) -> Run:
     return Run(keys["dataset"], model, task, int(keys["seed"]), test, units)
 
 
-def text_runs(input: Mapping[str, Sequence[str]], encoder, progress: bool = False) -> list[Run]:
-    """Every row's runs (one per file) with their per-unit metrics in memory."""
-    candidates = pq.read_table(input["candidates"])
-    titles = item_names(input["item_text"])
-    runs = []
-    for path in input.get("chat", ()):
+def dataset_inputs(input: Mapping[str, Any], datasets: Sequence[str], profiled: Sequence[str]):
+    """Per dataset, its split files (``candidates``, ``chat_users``, ``describe_items``,
+    ``item_text``: lists in the order of ``datasets``; ``profiles``: in the order of
+    ``profiled``, the datasets that have LLM profiles)."""
+
+    def listed(key: str, names: Sequence[str]) -> dict[str, str]:
+        paths = input.get(key, ())
+        paths = [paths] if isinstance(paths, str | Path) else list(paths)
+        if len(paths) != len(names):
+            raise ValueError(f"{key}: {len(paths)} files for the {len(names)} datasets {names}")
+        return dict(zip(names, map(str, paths)))
+
+    per = {k: listed(k, datasets) for k in ("candidates", "chat_users", "describe_items")}
+    per["item_text"] = listed("item_text", datasets)
+    profiles = listed("profiles", profiled)
+    return {d: {k: v[d] for k, v in per.items()} | {"profiles": profiles.get(d)} for d in datasets}
+
+
+def text_runs(
+    input: Mapping[str, Any],
+    encoder,
+    progress: bool = False,
+    datasets: Sequence[str] | None = None,
+    profiled: Sequence[str] | None = None,
+) -> list[Run]:
+    """Every row's runs (one per file) with their per-unit metrics in memory; each file is read
+    against its own dataset's split (``datasets``, ``profiled``: :func:`dataset_inputs`; None:
+    the single dataset the files record)."""
+    chat, chat_id = list(input.get("chat", ())), list(input.get("chat_id", ()))
+    descriptions = list(input.get("descriptions", ()))
+    if datasets is None:
+        datasets = sorted({read_run_keys(p)["dataset"] for p in [*chat, *chat_id, *descriptions]})
+        profiled = datasets if input.get("profiles") else []
+    splits = dataset_inputs(input, datasets, profiled or [])
+    asked = {d: asked_candidates(f["candidates"], f["chat_users"]) for d, f in splits.items()}
+    titles = {d: item_names(f["item_text"]) for d, f in splits.items()}
+    refs: dict[str, DescriptionReferences] = {}
+    runs, paths = [], []
+
+    def split_of(path: str) -> tuple[dict, str]:
         keys = read_run_keys(path)
-        runs.append(
-            _run(keys, f"llm_{keys['model']}", "chat", chat_units(path, candidates, titles))
-        )
-    for path in input.get("chat_id", ()):
-        keys = read_run_keys(path)
-        runs.append(_run(keys, keys["model"], "chat", chat_units(path, candidates, titles)))
-    descriptions = input.get("descriptions", ())
-    if descriptions:
-        items = pq.read_table(input["describe_items"]).column("item_id").to_numpy()
-        refs = DescriptionReferences(input["item_text"], input["profiles"], items.astype(np.int64))
-        for path in descriptions:
-            keys = read_run_keys(path)
-            units = description_units(path, refs, encoder, progress)
-            runs.append(_run(keys, f"llm_{keys['model']}", "description", units))
+        if keys["dataset"] not in splits:
+            raise ValueError(f"{path} is a run of {keys['dataset']}, not of {list(datasets)}")
+        return keys, keys["dataset"]
+
+    for path, prefix, subset in [(p, "llm_", False) for p in chat] + [
+        (p, "", True) for p in chat_id
+    ]:
+        keys, d = split_of(path)
+        units = chat_units(path, asked[d], titles[d], subset)
+        runs.append(_run(keys, f"{prefix}{keys['model']}", "chat", units))
+        paths.append(path)
+    for path in descriptions:
+        keys, d = split_of(path)
+        if d not in refs:
+            f = splits[d]
+            items = pq.read_table(f["describe_items"]).column("item_id").to_numpy()
+            refs[d] = DescriptionReferences(f["item_text"], f["profiles"], items.astype(np.int64))
+        units = description_units(path, refs[d], encoder, progress)
+        runs.append(_run(keys, f"llm_{keys['model']}", "description", units))
+        paths.append(path)
     seen: dict[tuple, str] = {}
-    for run, path in zip(runs, [*input.get("chat", ()), *input.get("chat_id", ()), *descriptions]):
+    for run, path in zip(runs, paths):
         key = (run.dataset, run.variant, run.model, run.seed)
         if key in seen:
             raise ValueError(f"{path} and {seen[key]} record the same run {key}")
@@ -497,6 +393,8 @@ def mbr_text_table(
     input: Mapping[str, Any],
     output: Mapping[str, str],
     *,
+    datasets: Sequence[str] | None = None,
+    profiled: Sequence[str] | None = None,
     encoder: Any = DEFAULT_EMBEDDING_MODEL,
     device: str = "auto",
     provenance: Mapping | None = None,
@@ -517,12 +415,15 @@ def mbr_text_table(
     markdown and HTML show one table per task, the metrics named for a reader.
 
     Args:
-        input: ``candidates``, ``describe_items``, ``item_text``, ``profiles`` (item profiles
-            parquet), ``chat`` (the LLM rows' per_user parquets: user_id, letter_scores,
-            answer), ``chat_id`` (the ID models' chat.parquet: user_id, letter_scores) and
-            ``descriptions`` (item_id, description); each file's run from
-            :func:`read_run_keys`.
+        input: per dataset (lists in the order of ``datasets``) ``candidates``,
+            ``chat_users``, ``describe_items``, ``item_text``; ``profiles`` (item profiles
+            parquet) in the order of ``profiled``; then ``chat`` (the LLM rows' per_user
+            parquets: user_id, letter_scores, answer), ``chat_id`` (the ID models'
+            chat.parquet: user_id, letter_scores) and ``descriptions`` (item_id,
+            description); each file's run from :func:`read_run_keys`.
         output: ``table`` (CSV), ``markdown`` and ``html``.
+        datasets: the datasets of the split files (default: the one the runs record).
+        profiled: the datasets that have LLM profiles (the others' profile columns are empty).
         encoder: the sentence encoder's name (default all-MiniLM-L6-v2, offline) or an encoder
             object (tests pass a stand-in).
         device: where the encoder runs (default auto).
@@ -537,12 +438,15 @@ def mbr_text_table(
         from ..text.embed import load_encoder
 
         encoder = load_encoder(encoder, device)
-    runs = text_runs(input, encoder, progress)
+    runs = text_runs(input, encoder, progress, datasets, profiled)
     seen = {r.model for r in runs}
     models = [m for m in ROW_ORDER if m in seen] + sorted(seen - set(ROW_ORDER))
     spec = table_spec(models, NOTE)
     built = [row for row, _ in build_rows(runs, spec)]
-    n_candidates = candidate_items(pq.read_table(input["candidates"])).shape[1]
+    files = input["candidates"]
+    files = [files] if isinstance(files, str | Path) else list(files)
+    # Every dataset's lists have the same length (mbr.text.candidates).
+    n_candidates = candidate_items(pq.read_table(files[0])).shape[1]
     prompts = {}
     for run in runs:
         prompts[(run.dataset, run.variant, ROW_NAMES.get(run.model, run.model))] = len(run.units)
@@ -655,11 +559,12 @@ def mbr_examples(
     """A markdown page of what the models say, for a reader.
 
     Args:
-        input: ``sequences``, ``item_text``, ``candidates``, ``describe_items``, ``profiles``,
+        input: ``sequences``, ``item_text``, ``candidates``, ``chat_users``, ``describe_items``,
+            ``profiles``,
             ``chat`` (the LLM rows' per_user parquets) and ``descriptions``; of each row the
             lowest seed is shown.
         output: ``examples`` (markdown).
-        users: the first users by id in the candidates (default 3): their latest history in
+        users: the first asked users by id (default 3): their latest history in
             words, the candidates with the target marked, each row's answer, the candidate it
             names and its top letter.
         items: the first held-out items by id (default 3): each row's description beside the
@@ -668,7 +573,7 @@ def mbr_examples(
     """
     seqs = load_behaviour_sequences(input["sequences"])
     titles = item_names(input["item_text"])
-    candidates = pq.read_table(input["candidates"]).sort_by("user_id")
+    candidates = asked_candidates(input["candidates"], input["chat_users"])
     chat = {
         m: pd.read_parquet(p).set_index("user_id")
         for m, p in _first_seed(input.get("chat", ())).items()
@@ -708,11 +613,14 @@ def mbr_examples(
     }
     held_out = np.sort(pq.read_table(input["describe_items"]).column("item_id").to_numpy())[:items]
     texts = pq.read_table(input["item_text"], columns=["text"]).column("text").to_pylist()
-    profiles = pq.read_table(input["profiles"], columns=["item_id", "summary"]).to_pandas()
-    profiles = profiles.set_index("item_id")["summary"]
+    profiles = None
+    if input.get("profiles"):  # only the datasets with PFR's LLM profiles have them
+        profiles = pq.read_table(input["profiles"], columns=["item_id", "summary"]).to_pandas()
+        profiles = profiles.set_index("item_id")["summary"]
     for item in held_out.tolist():
         lines += [f"### Item {item}: {titles[item]}", "", "Item text:", "", _quote(texts[item]), ""]
-        lines += ["Profile (LLM-written):", "", _quote(profiles.get(item)), ""]
+        if profiles is not None:
+            lines += ["Profile (LLM-written):", "", _quote(profiles.get(item)), ""]
         for model, frame in described.items():
             said = frame.at[item, "description"] if item in frame.index else None
             lines += [f"{ROW_NAMES.get('llm_' + model, model)}:", "", _quote(said), ""]

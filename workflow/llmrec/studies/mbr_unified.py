@@ -47,14 +47,7 @@ VARIANTS = {
     "unified_no_gnn": Parts(llm=True, aux=True, gnn=False, seq=True),
     "unified_no_seq": Parts(llm=True, aux=True, gnn=True, seq=False),
 }
-MODELS = tuple(VARIANTS)
-MODEL_NAMES = {
-    "unified": "Unified",
-    "unified_no_llm": "Unified w/o LLM view",
-    "unified_no_aux": "Unified w/o aux. behaviours",
-    "unified_no_gnn": "Unified w/o GNN",
-    "unified_no_seq": "Unified w/o Transformer",
-}
+MODELS = tuple(VARIANTS)  # in the order of studies/mbr.py's UNIFIED, the table's rows
 
 
 def train_unified(
@@ -189,6 +182,7 @@ def train_unified(
         segments=segments,
         ks=ks,
         device=dev,
+        candidates=input.get("candidates"),
     )
     users_valid, items_valid = stage_states(
         net, adjacencies(valid.graphs), items, kinds, n_train, dev

@@ -34,8 +34,8 @@ import pandas as pd
 from ..evaluation.significance import compare, holm
 from ..io import read_json, write_csv, write_text
 from ..provenance import stamp
+from .keys import Variant, run_keys  # noqa: F401 (run_keys: imported from here too)
 
-Variant = str | int | None
 KEYS = ("study", "dataset", "model", "variant", "seed")
 PROVENANCE = ("git_commit", "config_sha256")
 METRIC_NAMES = {
@@ -60,24 +60,6 @@ def metric_label(metric: str) -> str:
     ``ILD (category)``."""
     name, at, k = metric.partition("@")
     return METRIC_NAMES.get(name, name) + at + k
-
-
-def run_keys(
-    *, study: str, dataset: str, model: str, variant: Variant, seed: int | str
-) -> dict[str, Any]:
-    """The keys a run's ``summary.json`` records, so that a table attributes the run by them.
-
-    ``variant`` is what the study varies besides the model (POPK's popk, the arithmetic study's
-    prompt setting); ``None`` where there is nothing, or where the run holds for every variant
-    (SASRec reads no prompt).
-    """
-    return {
-        "study": study,
-        "dataset": dataset,
-        "model": model,
-        "variant": variant,
-        "seed": int(seed),
-    }
 
 
 @dataclass(frozen=True)
