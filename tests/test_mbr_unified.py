@@ -26,6 +26,7 @@ SETTINGS = {
     "max_len": 16,
     "num_heads": 1,
     "dropout": 0.1,
+    "holdout": 0.5,
     "align_weight": 0.1,
     "temperature": 0.2,
     "epochs": 20,
@@ -267,3 +268,37 @@ def test_model_rejects_bad_text_and_no_encoder():
         UnifiedMBR(3, 4, 2, use_gnn=False, use_seq=False)
     with pytest.raises(ValueError, match="shape"):
         UnifiedMBR(3, 4, 2, 8, text_dim=5).set_item_text(torch.zeros(4, 6))
+
+
+def test_the_held_out_graph_drops_its_share_of_target_edges_only():
+    from llmrec.models.lightgcn import normalized_bipartite
+    from llmrec.training.unified import _held_out_graph
+
+    rng = np.random.default_rng(0)
+    target = sp.random(50, 40, density=0.2, format="csr", random_state=1)
+    target.data[:] = 1
+    aux = sparse_adjacency(normalized_bipartite(sp.eye(50, 40, format="csr")))
+    adjs, kept = _held_out_graph([aux, None], target, 0.5, rng, "cpu")
+    assert adjs[0] is aux  # auxiliary graphs untouched
+    assert 0.4 < len(kept) / target.nnz < 0.6
+    coo = target.tocoo()
+    every = np.sort(coo.row.astype(np.int64) * 40 + coo.col)
+    assert np.isin(kept, every).all()  # kept edges are target edges
+    users = adjs[1].to_dense()[:50, 50:] > 0
+    rebuilt = set(np.flatnonzero(users.numpy().ravel()).tolist())
+    assert rebuilt == set(kept.tolist())  # the epoch's graph is exactly the kept edges
+
+
+def test_fuse_false_gives_the_transformer_state_alone():
+    torch.manual_seed(0)
+    net = UnifiedMBR(6, 9, 2, 4, 1, 5, use_gnn=True, use_seq=True).eval()
+    adj = sparse_adjacency(sp.eye(15, format="csr"))
+    user_graph, _, items = net.propagate([adj, adj])
+    users, seqs = torch.tensor([0, 5]), torch.tensor([[-1, 0, 3], [2, 1, 8]])
+    behs = torch.tensor([[-1, 0, 1], [0, 1, 1]])
+    fuse = torch.tensor([[True, False, True], [False, False, True]])
+    mixed = net(users, seqs, behs, user_graph, items, fuse)
+    fused = net(users, seqs, behs, user_graph, items)
+    alone = net._sequence_states(seqs, behs, items)
+    assert torch.allclose(mixed[~fuse], alone[~fuse]) and torch.allclose(mixed[fuse], fused[fuse])
+    assert not torch.allclose(fused[~fuse], alone[~fuse])

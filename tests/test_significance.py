@@ -115,3 +115,14 @@ def test_holm_by_hand_and_against_nan():
     assert np.isnan(got[3])
     assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]
     assert np.isnan(holm([np.nan])).all()
+
+
+def test_fewer_than_two_shared_units_is_nothing_to_compare():
+    import pandas as pd
+
+    from llmrec.evaluation.significance import NothingToCompare, seed_user_matrices
+
+    a = [pd.DataFrame({"user_id": [0, 1, 2], "m": [1.0, float("nan"), 0.0]})]
+    b = [pd.DataFrame({"user_id": [0, 1, 3], "m": [0.0, 1.0, 1.0]})]
+    with pytest.raises(NothingToCompare, match="share 1 user_ids"):
+        seed_user_matrices(a, b, "m", "user_id")

@@ -404,14 +404,19 @@ def test_arithmetic_table_figure_and_cooccurrence(arithmetic_built):
     assert 0 <= arithmetic["accuracy_after"] <= 1
 
 
-MBR_TARGETS = ["results/tables/mbr.csv", "results/figures/mbr_tail.png"]
+MBR_TARGETS = [
+    "results/tables/mbr.csv",
+    "results/figures/mbr_tail.png",
+    "results/tables/mbr_text.csv",
+    "results/figures/mbr_chat.png",
+]
 
 
 @pytest.fixture(scope="module")
 def mbr_built(built):
-    """The multi-behaviour study's table and figure on the test config (ratings of the ml-100k
-    fixture as dislike / neutral / like)."""
-    in_work(built, "--cores", "2", *MBR_TARGETS)
+    """The multi-behaviour study's tables and figures on the test config (ratings of the ml-100k
+    fixture as dislike / neutral / like), the real SmolLM2 with tiny LoRA budgets."""
+    in_work(built, "--cores", "2", *MBR_TARGETS, "results/mbr/ml-100k/examples.md")
     return built
 
 
@@ -436,6 +441,29 @@ def test_mbr_table_and_figure(mbr_built):
     assert "already met in an auxiliary behaviour" in (tables / "mbr.md").read_text()
     png = (mbr_built / "results" / "figures" / "mbr_tail.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_mbr_text_table_figure_and_examples(mbr_built):
+    import pandas as pd
+
+    text = pd.read_csv(mbr_built / "results" / "tables" / "mbr_text.csv")
+    chat = text[text["task"] == "chat"].set_index("model")
+    # The random row, the three LLM rows and every ID model, on the 4 asked users' lists of 3.
+    assert chat.loc["Random (expectation)", "hit@1"] == pytest.approx(1 / 3)
+    assert {"LLM zero-shot", "LLM + adapter, text only", "Pop", "Unified (ID scorer)"} <= set(
+        chat.index
+    )
+    assert (chat["prompts"] == 4).all() and chat["hit@5"].between(0, 1).all()
+    llm = chat.loc["LLM + adapter + soft tokens (unified)"]
+    assert 0 <= llm["valid"] <= 1 and llm["seeds"] == 1
+    described = text[text["task"] == "description"]
+    assert len(described) == 3 and (described["prompts"] == 3).all()
+    assert described["rouge1"].between(0, 1).all()
+    png = (mbr_built / "results" / "figures" / "mbr_chat.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    examples = (mbr_built / "results" / "mbr" / "ml-100k" / "examples.md").read_text()
+    assert "**target**" in examples and "Item text:" in examples
 
 
 @pytest.mark.slow
@@ -511,7 +539,7 @@ def test_report_shows_every_table_and_figure(
             f"{tables}arithmetic_embeddings.html",
             f"{tables}arithmetic_cooccurrence.html",
         ],
-        "Multi-behaviour": [*MBR_TARGETS, f"{tables}mbr.html"],
+        "Multi-behaviour": [*MBR_TARGETS, f"{tables}mbr.html", f"{tables}mbr_text.html"],
         "Benchmarks": [
             f"{tables}benchmarks.csv",
             f"{tables}benchmarks.html",

@@ -122,6 +122,11 @@ def _seed_component(x: np.ndarray) -> tuple[float, float, int] | None:
     return max(raw - within, 0.0), raw, seeds - 1
 
 
+class NothingToCompare(ValueError):
+    """Two methods share fewer than two units with a value of the metric (e.g. HR@1 over valid
+    answers, where few answers are valid): no test is possible."""
+
+
 def seed_user_matrices(
     runs_a: Sequence[pd.DataFrame], runs_b: Sequence[pd.DataFrame], metric: str, key: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -146,7 +151,9 @@ def seed_user_matrices(
             columns.append(table.set_index(key)[metric])
     wide = pd.concat(columns, axis=1, join="inner").dropna()
     if len(wide) < 2:
-        raise ValueError(f"the runs share {len(wide)} {key}s with a value: nothing to compare")
+        raise NothingToCompare(
+            f"the runs share {len(wide)} {key}s with a value: nothing to compare"
+        )
     values = wide.to_numpy().T
     return values[: len(runs_a)], values[len(runs_a) :], wide.index.to_numpy()
 

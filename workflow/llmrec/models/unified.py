@@ -173,11 +173,14 @@ class UnifiedMBR(nn.Module):
         behaviours: Tensor,
         user_graph: Tensor | None,
         items: Tensor,
+        fuse: Tensor | None = None,
     ) -> Tensor:
         """User states ``[B, L, d]`` at every position of left-padded sequences ``seqs`` and
         their ``behaviours`` ``[B, L]`` of ``users`` ``[B]``, given :meth:`propagate`'s graph
         states and scoring item vectors ``items``. Without the Transformer every position
-        holds the graph state."""
+        holds the graph state. ``fuse`` (``[B, L]`` bool, default all): where False, the
+        Transformer's state alone (training: the positions whose answer is an edge of the
+        graph the states were propagated over, :func:`llmrec.training.unified.fit_unified`)."""
         if self.seq is None:
             return user_graph[users][:, None, :].expand(-1, seqs.shape[1], -1)
         sequential = self._sequence_states(seqs, behaviours, items)
@@ -185,6 +188,8 @@ class UnifiedMBR(nn.Module):
             return sequential
         graph = user_graph[users][:, None, :].expand_as(sequential)
         gate = torch.sigmoid(self.fusion(torch.cat([graph, sequential], -1)))
+        if fuse is not None:
+            gate = gate * fuse[..., None]
         return gate * graph + (1 - gate) * sequential
 
     def _sequence_states(self, seqs: Tensor, behaviours: Tensor, items: Tensor) -> Tensor:

@@ -81,7 +81,7 @@ def train_unified(
         model: a key of :data:`VARIANTS`.
         seed: the run's seed.
         settings: ``mbr.unified``: ``embedding_dim``, ``num_layers``, ``max_len``,
-            ``num_heads``, ``dropout``, ``align_weight``, ``temperature``, ``epochs``,
+            ``num_heads``, ``dropout``, ``holdout``, ``align_weight``, ``temperature``, ``epochs``,
             ``batch_size``, ``lr``, ``weight_decay``, ``eval_every``, ``patience``, ``metric``.
         segments: ``mbr.segments`` (``head_share``, ``strict_tail_share``, ``sparse_max``).
         ks: the test cut-offs.
@@ -148,6 +148,8 @@ def train_unified(
         seqs.valid_item,
         target=seqs.target,  # target_only keeps the behaviour codes
         exclude=valid.masked,
+        target_graph=valid.target_items,
+        holdout=settings["holdout"],
         align_weight=settings["align_weight"],
         temperature=settings["temperature"],
         epochs=settings["epochs"],

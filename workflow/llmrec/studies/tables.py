@@ -31,7 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ..evaluation.significance import compare, holm
+from ..evaluation.significance import NothingToCompare, compare, holm
 from ..io import read_json, write_csv, write_text
 from ..provenance import stamp
 from .keys import Variant, run_keys  # noqa: F401 (run_keys: imported from here too)
@@ -286,8 +286,12 @@ def _metric_cells(
     # A row without a value (a metric its model does not measure) is not tested.
     tested = not (is_baseline or base is None or np.isnan(mean))
     if tested and metric not in spec.run_metrics:
-        test = compare(group.unit_tables, base.unit_tables, metric, key=spec.unit)
-        cells[f"{metric}_p"] = test["p"]
+        try:
+            cells[f"{metric}_p"] = compare(
+                group.unit_tables, base.unit_tables, metric, key=spec.unit
+            )["p"]
+        except NothingToCompare:  # too few shared units with a value: left untested (NaN)
+            pass
     cells[f"{metric}_p_holm"] = np.nan  # filled over the whole table by build_rows
     return cells
 

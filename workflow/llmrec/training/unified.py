@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from llmrec.evaluation.ranking import evaluate, summarize
+from llmrec.models.lightgcn import normalized_bipartite, sparse_adjacency
 from llmrec.models.sasrec import PAD
 from llmrec.models.unified import UnifiedMBR
 from llmrec.progress import Progress
@@ -63,6 +64,8 @@ def fit_unified(
     *,
     target: int,
     exclude: sp.csr_matrix,
+    target_graph: sp.csr_matrix | None = None,
+    holdout: float = 0.0,
     align_weight: float = 0.1,
     temperature: float = 0.2,
     epochs: int = 100,
@@ -96,6 +99,14 @@ def fit_unified(
         valid_item: per user, the validation target (``-1``: not validated).
         target: the target behaviour's index.
         exclude: users x items never ranked in validation.
+        target_graph: the training target edges (users x items), the last of ``adjs`` before
+            normalisation; needed when ``holdout`` > 0 with the GNN.
+        holdout: share of the training target edges left out of the target graph each epoch
+            (default 0: none). The positions answered by a held-out edge train the fused state,
+            the others the Transformer's state alone (the GNN and the Transformer alone are
+            trained on every position). Without it the graph state of a training position
+            already holds the edge to its answer, which no test case's graph does: the fusion
+            learns to trust a shortcut that is gone at test time.
         align_weight: weight of the alignment term; ignored without an LLM view (default 0.1).
         temperature: the InfoNCE temperature (default 0.2).
         epochs: most epochs (default 100).
@@ -134,17 +145,35 @@ def fit_unified(
         shape=exclude.shape,
     )
     align_sum: list[float] = []
+    held = holdout > 0 and adjs is not None
+    if held and target_graph is None:
+        raise ValueError("holdout needs the training target graph (target_graph)")
+    fused_gnn = model.gnn is not None and model.seq is not None
 
     def run_epoch(epoch: int) -> float:
         model.train()
         total, align = torch.zeros((), device=device), torch.zeros((), device=device)
+        epoch_adjs, kept = adjs, None
+        if held:
+            epoch_adjs, kept = _held_out_graph(adjs, target_graph, holdout, rng, device)
         batches = _batches(users, seqs, behs, labels, model.max_len, batch_size, rng)
         with Progress(n_batches, f"epoch {epoch}", "batches", bar=False) as done:
             for user, seq, beh, label in batches:
-                user, seq, beh, label = (t.to(device) for t in (user, seq, beh, label))
-                user_graph, collaborative, item_vectors = model.propagate(adjs)
+                fuse = None
                 real = label != PAD
-                states = model(user, seq, beh, user_graph, item_vectors)[real]
+                if kept is not None:
+                    # Answered by an edge still in this epoch's graph: not the fused state's.
+                    edge = user[:, None].numpy() * target_graph.shape[1] + label.numpy()
+                    fuse = torch.from_numpy(~np.isin(edge, kept)).to(device)
+                    if not fused_gnn:  # the GNN alone: only the held-out answers are fair
+                        real &= fuse.cpu()
+                user, seq, beh, label = (t.to(device) for t in (user, seq, beh, label))
+                real = real.to(device)
+                user_graph, collaborative, item_vectors = model.propagate(epoch_adjs)
+                if not bool(real.any()):
+                    done.update()
+                    continue
+                states = model(user, seq, beh, user_graph, item_vectors, fuse)[real]
                 loss = F.cross_entropy(model.scores(states, item_vectors), label[real])
                 alignment = model.alignment_loss(
                     torch.cat([label[real], seq[seq != PAD]]), collaborative, temperature
@@ -178,6 +207,24 @@ def fit_unified(
         metric=metric,
         progress=progress,
     )
+
+
+def _held_out_graph(
+    adjs: Sequence[Tensor],
+    target_graph: sp.csr_matrix,
+    share: float,
+    rng: np.random.Generator,
+    device: str | torch.device,
+) -> tuple[list[Tensor], np.ndarray]:
+    """``adjs`` with the target (last) graph rebuilt without a random ``share`` of its edges,
+    and the kept edges as sorted ``user * n_items + item`` keys."""
+    coo = target_graph.tocoo()
+    keep = rng.random(coo.nnz) >= share
+    graph = sp.csr_matrix(
+        (coo.data[keep], (coo.row[keep], coo.col[keep])), shape=target_graph.shape
+    )
+    kept = np.sort(coo.row[keep].astype(np.int64) * target_graph.shape[1] + coo.col[keep])
+    return [*adjs[:-1], sparse_adjacency(normalized_bipartite(graph), device)], kept
 
 
 def _batches(
