@@ -234,7 +234,6 @@ rule mbr_text_table:
         datasets=config["mbr"]["datasets"],
         profiled=mbr_profiled(),
         encoder=config["embedder"]["model"],
-        device=config["mbr"]["device"],
     script:
         "../scripts/run.py"
 

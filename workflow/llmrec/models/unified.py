@@ -62,14 +62,15 @@ class UnifiedMBR(nn.Module):
 
     **What the GNN state sees.** The graphs are built once per stage, not per time step. In
     training they hold the whole training part, so the graph state fused at a mid-sequence
-    position has seen the user's later training events, the label of that position among them.
-    LightGCN trains the same way (its BPR positives are edges of the graph it propagates over),
-    and no held-out event is in it: the validation (test) target is never in the validation
-    (test) graphs. The risk is only that training overrates the graph state; early stopping on
-    the validation target, which the graph does not hold, is the guard. At evaluation, as for
-    part 1's models (``studies/mbr.py``'s ``Stage``), validation propagates over the
-    validation-stage graphs and reads the training part, and test propagates over the
-    test-stage graphs and reads the whole test-time history.
+    position would have seen the edge to that position's own answer, which no test case's
+    graph holds (the validation and test targets are never in their stage's graphs); the gate
+    then learns to trust a shortcut that is gone at test time (on ml-100k the fused model fell
+    below its own Transformer). Training therefore leaves a share of the target edges out of the
+    graph each epoch (``holdout`` of :func:`~llmrec.training.unified.fit_unified`): the
+    positions they answer train the fused state (``fuse``), the others the Transformer's state
+    alone. At evaluation, as for part 1's models (``studies/mbr.py``'s ``Stage``), validation
+    propagates over the validation-stage graphs and reads the training part, and test
+    propagates over the test-stage graphs and reads the whole test-time history.
 
     Args:
         n_users (int): Number of users (rows ``0 .. n_users - 1`` of every adjacency).
