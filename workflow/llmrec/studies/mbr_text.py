@@ -297,14 +297,14 @@ def table_spec(models: Sequence[str], note: str) -> TableSpec:
 
 
 NOTE = (
-    "\nTask chat: each test user's prompt lists 20 candidates, the held-out target among 19 "
+    "\nTask chat: each test user's prompt lists {n} candidates, the held-out target among {m} "
     "items the user never met, in one fixed order, the same for every row. HR@k and NDCG@k rank "
     "the candidates by the LLM's logit of each candidate's letter (LLM rows) or by the model's "
     "score of the item (ID models), ties broken at random in expectation. Generation: a greedy "
     "answer names exactly one candidate by its letter or title (ValidRatio); HR@1 over all "
     "prompts counts an invalid answer as a miss, HR@1 over valid answers (LLaRA's) leaves them "
-    "out. Random (expectation), stated, not measured: HR@k = k/20, NDCG@k = (1/20) "
-    "sum_(i<=k) 1/log2(i+1) (NDCG@5 0.1474, NDCG@10 0.2272), and a random pick is always "
+    "out. Random (expectation), stated, not measured: HR@k = k/{n}, NDCG@k = (1/{n}) "
+    "sum_(i<=min(k,{n})) 1/log2(i+1) (the random row), and a random pick is always "
     "valid. Task description: the LLM describes held-out items (never trained on) from their "
     "soft token; ROUGE F1 and the cosine of MiniLM embeddings against the item's text, and "
     "against its LLM-written profile (partly circular: an LLM wrote that reference from the "
@@ -441,12 +441,12 @@ def mbr_text_table(
     runs = text_runs(input, encoder, progress, datasets, profiled)
     seen = {r.model for r in runs}
     models = [m for m in ROW_ORDER if m in seen] + sorted(seen - set(ROW_ORDER))
-    spec = table_spec(models, NOTE)
-    built = [row for row, _ in build_rows(runs, spec)]
     files = input["candidates"]
     files = [files] if isinstance(files, str | Path) else list(files)
     # Every dataset's lists have the same length (mbr.text.candidates).
     n_candidates = candidate_items(pq.read_table(files[0])).shape[1]
+    spec = table_spec(models, NOTE.format(n=n_candidates, m=n_candidates - 1))
+    built = [row for row, _ in build_rows(runs, spec)]
     prompts = {}
     for run in runs:
         prompts[(run.dataset, run.variant, ROW_NAMES.get(run.model, run.model))] = len(run.units)
