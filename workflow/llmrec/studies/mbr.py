@@ -625,7 +625,7 @@ def mbr_figure(input: Mapping[str, str], output: Mapping[str, str], *, k: int = 
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8, ncols=len(FIGURE_SEGMENTS))
     fig.suptitle(
-        "Multi-behaviour study: where each baseline helps (mean ± std over "
+        "Multi-behaviour study: where each model helps (mean ± std over "
         f"{seed_count(table['seeds'])})",
         fontsize=11,
     )
