@@ -269,6 +269,19 @@ def test_greedy_generate_equals_hugging_face_generate(base):
         assert answer == theirs[:stop]
 
 
+def test_answer_gives_the_letter_logits_and_the_greedy_answers_of_one_read(base):
+    lm, tokenizer = base
+    model = SoftPromptLM(lm, 2, 4, placeholder_token(tokenizer)[1])
+    rows = prompts_of(tokenizer, ["What is 1 + 2 ?", "liked Toy Story 1995 Comedy", "A B"])
+    labels = [10, 3, 50]
+    kwargs = {"pad_id": tokenizer.pad_token_id, "batch_size": 2}
+    eos = {"eos_ids": [tokenizer.eos_token_id], "max_new_tokens": 5}
+    scores, answers = model.answer(rows, labels, **kwargs, **eos)
+    assert torch.allclose(scores, model.letter_logits(rows, labels, **kwargs), atol=1e-6)
+    assert answers == model.generate(rows, **kwargs, **eos)
+    assert scores.shape == (3, 3) and len(answers) == 3
+
+
 # --- the rule steps end to end ------------------------------------------------------------------
 
 

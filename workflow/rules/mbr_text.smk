@@ -4,6 +4,8 @@
 # fine-tuned with the unified model's vectors as soft tokens (results/mbr/{dataset}/text/
 # finetune/), then chat-based recommendation and item description
 # (results/mbr/{dataset}/text/{chat,describe}/) -> results/tables/mbr_text.csv.
+# The LLM steps take one thread each, so that two of them (or one beside a model's training)
+# share a 2-core laptop; on a larger machine, `--set-threads mbr_llm_finetune=8` and so on.
 
 
 localrules:
@@ -76,7 +78,7 @@ rule mbr_llm_adapt:
         "results/benchmarks/mbr/{dataset}/llm_adapt.tsv"
     conda:
         TORCH_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
@@ -102,7 +104,7 @@ rule mbr_llm_embed:
         "results/benchmarks/mbr/{dataset}/llm_embed.tsv"
     conda:
         TORCH_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=120,
@@ -131,7 +133,7 @@ rule mbr_llm_finetune:
         "results/benchmarks/mbr/{dataset}/finetune/{ft_variant}/seed{seed}.tsv"
     conda:
         TORCH_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
@@ -161,7 +163,7 @@ rule mbr_chat:
         "results/benchmarks/mbr/{dataset}/chat/{chat_row}/seed{seed}.tsv"
     conda:
         TORCH_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=120,
@@ -188,7 +190,7 @@ rule mbr_describe:
         "results/benchmarks/mbr/{dataset}/describe/{describe_row}/seed{seed}.tsv"
     conda:
         TORCH_ENV
-    threads: 2
+    threads: 1
     resources:
         mem_mb=6000,
         runtime=120,

@@ -4,8 +4,9 @@ A prompt holds a placeholder token wherever a user or item vector goes; :class:`
 projects the vectors with an MLP and puts them in place of the placeholders' embeddings, in
 order, row by row. Without vectors it is exactly the plain LM. Evaluation reads the logits of
 candidate letters after a prompt (:meth:`SoftPromptLM.letter_logits`) and decodes greedily
-from input embeddings with a KV cache (:meth:`SoftPromptLM.generate`), both batched with left
-padding and positions from the attention mask, so a row reads as its unpadded prompt.
+from input embeddings with a KV cache (:meth:`SoftPromptLM.generate`; :meth:`SoftPromptLM.answer`
+does both from one read of the prompt), batched with left padding and positions from the
+attention mask, so a row reads as its unpadded prompt.
 
 LLaRA: Liao et al. 2024, https://arxiv.org/abs/2312.02445; E4SRec: Li et al. 2023,
 https://arxiv.org/abs/2312.02443.
@@ -106,19 +107,7 @@ class SoftPromptLM(nn.Module):
     ) -> Tensor:
         """The logits ``[len(prompts), len(label_ids)]`` of each label token right after each
         prompt (one forward pass per prompt, ``batch_size`` prompts at a time)."""
-        labels = torch.as_tensor(list(label_ids), dtype=torch.long)
-        out = []
-        for lo in range(0, len(prompts), batch_size):
-            chunk = soft[lo : lo + batch_size] if soft is not None else None
-            ids, mask, embeds = self._left_padded(prompts[lo : lo + batch_size], chunk, pad_id)
-            logits = self.lm(
-                inputs_embeds=embeds,
-                attention_mask=mask,
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                logits_to_keep=1,
-            ).logits[:, -1]
-            out.append(logits[:, labels.to(logits.device)].float().cpu())
-        return torch.cat(out)
+        return self._decode(prompts, soft, label_ids, pad_id, [], 0, batch_size)[0]
 
     @torch.no_grad()
     def generate(
@@ -133,8 +122,31 @@ class SoftPromptLM(nn.Module):
     ) -> list[list[int]]:
         """Greedy answers (token ids up to, not including, the first end-of-sequence token),
         in prompt order; the prompt is read once from its embeddings, then the KV cache."""
+        return self._decode(prompts, soft, None, pad_id, eos_ids, max_new_tokens, batch_size)[1]
+
+    @torch.no_grad()
+    def answer(
+        self,
+        prompts: Sequence[Sequence[int]],
+        label_ids: Sequence[int],
+        soft: Sequence[np.ndarray | Tensor] | None = None,
+        *,
+        pad_id: int,
+        eos_ids: Sequence[int],
+        max_new_tokens: int = 32,
+        batch_size: int = 8,
+    ) -> tuple[Tensor, list[list[int]]]:
+        """:meth:`letter_logits` and :meth:`generate` from one read of each prompt: the
+        label logits are the first greedy step's."""
+        return self._decode(prompts, soft, label_ids, pad_id, eos_ids, max_new_tokens, batch_size)
+
+    def _decode(self, prompts, soft, label_ids, pad_id, eos_ids, max_new_tokens, batch_size):
+        """Greedy answers, and the first step's logits of ``label_ids`` (None without)."""
         stops = torch.as_tensor(list(eos_ids), dtype=torch.long)
+        stop_set = set(eos_ids)
+        labels = None if label_ids is None else torch.as_tensor(list(label_ids), dtype=torch.long)
         answers: list[list[int]] = []
+        scores: list[Tensor] = []
         for lo in range(0, len(prompts), batch_size):
             chunk = soft[lo : lo + batch_size] if soft is not None else None
             ids, mask, embeds = self._left_padded(prompts[lo : lo + batch_size], chunk, pad_id)
@@ -146,6 +158,8 @@ class SoftPromptLM(nn.Module):
                 use_cache=True,
                 logits_to_keep=1,
             )
+            if labels is not None:
+                scores.append(out.logits[:, -1, labels.to(ids.device)].float().cpu())
             last = positions[:, -1:]
             done = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
             rows: list[list[int]] = [[] for _ in range(len(ids))]
@@ -166,11 +180,13 @@ class SoftPromptLM(nn.Module):
                     cache=out.cache,
                     use_cache=True,
                 )
-            stop_set = set(eos_ids)
             answers += [
                 r[: next((k for k, t in enumerate(r) if t in stop_set), len(r))] for r in rows
             ]
-        return answers
+        if labels is None:
+            return None, answers
+        width = len(labels)
+        return (torch.cat(scores) if scores else torch.empty(0, width)), answers
 
 
 def pad_vectors(soft: Sequence[np.ndarray | Tensor]) -> tuple[Tensor, Tensor]:

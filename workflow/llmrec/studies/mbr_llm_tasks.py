@@ -257,19 +257,17 @@ def mbr_chat(
         scores, answers = [], []
         for lo in range(0, len(ids), batch):
             chunk = soft[lo : lo + batch] if soft is not None else None
-            scores.append(
-                model.letter_logits(
-                    ids[lo : lo + batch], labels, chunk, pad_id=pad, batch_size=batch
-                )
-            )
-            answers += model.generate(
+            logits, texts = model.answer(
                 ids[lo : lo + batch],
+                labels,
                 chunk,
                 pad_id=pad,
                 eos_ids=[tokenizer.eos_token_id],
                 max_new_tokens=cfg["max_new_tokens"],
                 batch_size=batch,
             )
+            scores.append(logits)
+            answers += texts
             done.update(len(ids[lo : lo + batch]))
     out = scores_table(user_ids, torch.cat(scores).numpy() if scores else np.empty((0, width)))
     texts = [t.strip() for t in tokenizer.batch_decode(answers, skip_special_tokens=True)]
