@@ -9,17 +9,23 @@ events as dislike / neutral / like, one like per user held out for validation), 
 events in a random order as its typed sequence (the whole sequence its training part).
 Real: ``sequences.parquet`` and ``graphs_valid.npz`` of a built dataset. Either way the LLM view
 is random 576-d vectors (SmolLM2-135M's hidden size) and the model is the full ``unified``
-variant at ``mbr.unified``'s defaults (64-d, 2 layers, max_len 50, batch 256, align 0.1).
+variant at ``mbr.unified``'s settings in ``config.yaml`` (64-d, 2 layers, max_len 30, batch 64,
+label hold-out 0.5, align 0.1).
 
 Reported: seconds per training epoch (validation excluded), one validation's seconds (all
 users, full ranking), and the process's peak resident memory (``ru_maxrss``: Python, torch and
 the data included).
 
-Not a test. Measured once (CPU, 1 thread, a 2-core machine shared with two other jobs, so an
-upper bound), synthetic ml-1m, 1 epoch:
+Not a test. Measured on 2 idle cores (CPU, 1 thread unless said), at the settings above:
 
-    unified   epoch 32.6 s (24 steps of 256 users, each propagating the three graphs);
-              one validation 2.2 s; peak RSS 1,600 MiB (994,169 events)
+    real ml-1m (965,284 training events; --data, 2 epochs)
+              epoch 23.8 s and 21.8 s (95 steps of 64 users, each propagating the three
+              graphs); one validation 1.1 s; peak RSS 1,057 MiB; 2 threads: epoch 20.0 s
+    synthetic ml-1m (994,169 events; 1 epoch)
+              epoch 26.2 s; one validation 1.1 s; peak RSS 952 MiB
+
+Earlier, at batch 256 and max_len 50 without the label hold-out, beside two other jobs:
+synthetic 32.6 s an epoch (24 steps), validation 2.2 s, 1,600 MiB.
 """
 
 from __future__ import annotations
@@ -33,12 +39,14 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 import torch
+import yaml
 
 from llmrec.models.lightgcn import normalized_bipartite, sparse_adjacency
 from llmrec.models.unified import UnifiedMBR
 from llmrec.training.seed import init_seed
 from llmrec.training.unified import fit_unified
 
+ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 from mbr_graph_models import ml1m_like  # noqa: E402
 
@@ -86,9 +94,12 @@ def main() -> None:
     mats, items, kinds, valid_item = real(args.data) if args.data else synthetic()
     n_users, n_items = mats[0].shape
     init_seed(0)
-    net = UnifiedMBR(n_users, n_items, len(mats), text_dim=TEXT_DIM)
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())["mbr"]["unified"]
+    dims = ("embedding_dim", "num_layers", "max_len", "num_heads", "dropout")
+    net = UnifiedMBR(n_users, n_items, len(mats), *(cfg[k] for k in dims), text_dim=TEXT_DIM)
     net.set_item_text(torch.randn(n_items, TEXT_DIM))
     target = len(mats) - 1
+    train = ("holdout", "align_weight", "temperature", "batch_size", "lr", "weight_decay")
     _, history = fit_unified(
         net,
         [sparse_adjacency(normalized_bipartite(m)) for m in mats],
@@ -98,9 +109,11 @@ def main() -> None:
         valid_item,
         target=target,
         exclude=mats[-1],
+        target_graph=mats[-1],
         epochs=args.epochs,
         eval_every=1,
         progress=False,
+        **{k: cfg[k] for k in train},
     )
     print(
         json.dumps(

@@ -99,6 +99,24 @@ def test_greedy_float32_answers_do_not_depend_on_the_batch(smollm2):
 
 @pytest.mark.slow
 @needs_wheel
+def test_smollm2s_tokenizer_has_what_the_multi_behaviour_prompts_need(smollm2):
+    """The workflow test runs the multi-behaviour LLM steps on a tiny model; the real default
+    must still have a chat template, one first token per candidate letter and a spare special
+    token for the soft tokens."""
+    from llmrec.evaluation.candidates import letters
+    from llmrec.llm.lm import placeholder_token, require_chat_template
+    from llmrec.llm.prompts import encode_chat, letter_ids
+
+    tokenizer = smollm2.tokenizer
+    require_chat_template(tokenizer, "SmolLM2-135M-Instruct")
+    assert len(set(letter_ids(tokenizer, letters(20)))) == 20
+    token, token_id = placeholder_token(tokenizer)
+    prompt = encode_chat(tokenizer, f"Liked {token} and Toy Story (1995).")
+    assert prompt.count(token_id) == 1
+
+
+@pytest.mark.slow
+@needs_wheel
 def test_decode_loop_matches_model_generate(smollm2):
     """Our loop (rows leave when done, roomy cache, shared prefix) against transformers' own."""
     import torch

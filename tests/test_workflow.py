@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from .conftest import FIXTURES, REPO
+from .conftest import FIXTURES, REPO, make_tiny_llm
 
 # Every test here starts Snakemake: `-m "not workflow"` leaves them out of the unit suite.
 pytestmark = pytest.mark.workflow
@@ -153,6 +153,11 @@ def built(tmp_path_factory):
     """The data target of the test config, built once in a scratch working directory."""
     work = tmp_path_factory.mktemp("work")
     config = _test_config(work)
+    # The multi-behaviour study's LLM steps on a tiny Llama, for speed (the profiles stay with
+    # SmolLM2; tests/test_text.py checks what those steps need of SmolLM2's tokenizer).
+    cfg = yaml.safe_load(config.read_text())
+    cfg["mbr"].setdefault("llm", {})["model"] = str(make_tiny_llm(work / "tiny-llm"))
+    config.write_text(yaml.safe_dump(cfg))
     snakemake(
         "--cores",
         "2",
@@ -415,7 +420,7 @@ MBR_TARGETS = [
 @pytest.fixture(scope="module")
 def mbr_built(built):
     """The multi-behaviour study's tables and figures on the test config (ratings of the ml-100k
-    fixture as dislike / neutral / like), the real SmolLM2 with tiny LoRA budgets."""
+    fixture as dislike / neutral / like), a tiny Llama with tiny LoRA budgets."""
     in_work(built, "--cores", "2", *MBR_TARGETS, "results/mbr/ml-100k/examples.md")
     return built
 
@@ -784,7 +789,8 @@ def _copy_of(work: Path, to: Path) -> Path:
 @pytest.mark.slow
 def test_a_run_killed_during_training_resumes_to_the_same_table(pfr_built, tmp_path):
     def long_training(cfg):  # long enough to be killed in the middle of; reruns all training
-        cfg["pfr"]["backbone"].update(epochs=600, eval_every=100, patience=10)
+        cfg["pfr"]["backbone"].update(epochs=200, eval_every=50, patience=10)
+        cfg["pfr"]["seeds"] = [0]  # one seed: half the trainings
 
     targets = ["results/tables/pfr.csv", "results/figures/pfr.png"]
     uninterrupted = _copy_of(pfr_built, tmp_path / "uninterrupted")
@@ -815,7 +821,7 @@ def test_a_run_killed_during_training_resumes_to_the_same_table(pfr_built, tmp_p
         stderr=subprocess.DEVNULL,
     )
     try:
-        killed = _wait_for(logs, "epoch 100 ", proc)
+        killed = _wait_for(logs, "epoch 50 ", proc)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # Snakemake and the training job with it
         proc.wait()
