@@ -257,7 +257,7 @@ def mbr_chat(
         scores, answers = [], []
         for lo in range(0, len(ids), batch):
             chunk = soft[lo : lo + batch] if soft is not None else None
-            logits, texts = model.answer(
+            logits, tokens = model.answer(
                 ids[lo : lo + batch],
                 labels,
                 chunk,
@@ -267,7 +267,7 @@ def mbr_chat(
                 batch_size=batch,
             )
             scores.append(logits)
-            answers += texts
+            answers += tokens
             done.update(len(ids[lo : lo + batch]))
     out = scores_table(user_ids, torch.cat(scores).numpy() if scores else np.empty((0, width)))
     texts = [t.strip() for t in tokenizer.batch_decode(answers, skip_special_tokens=True)]
