@@ -104,6 +104,31 @@ def with_changes(config: dict, changes: list[str]) -> dict:
     return config
 
 
+def study_inputs(data: Path, cfg: dict, seed: int):
+    """The study's sequences, item index and tokenizer for ``cfg``, built as its rules build
+    them (:func:`llmrec.studies.arithmetic.p5_index`,
+    :func:`~llmrec.studies.arithmetic.p5_tokenizer`)."""
+    sequences = load_sequences(str(data / "sequences.parquet"))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {"index": f"{tmp}/index.parquet", "tokenizer": f"{tmp}/tokenizer"}
+        p5_index(
+            {"sequences": str(data / "sequences.parquet"),
+             "item_table": str(data / "filtered/items.parquet")},
+            paths,
+            method=cfg["indexing"],
+            seed=seed,
+        )  # fmt: skip
+        p5_tokenizer(
+            {"sequences": str(data / "sequences.parquet"), "index": paths["index"]},
+            paths,
+            vocab_size=cfg["tokenizer"]["vocab_size"],
+            prompts=cfg["prompts"],
+            arithmetic=cfg["task"],
+        )
+        index, tokenizer = read_index(paths["index"]), load_tokenizer(paths["tokenizer"])
+    return sequences, index, tokenizer
+
+
 def score(net, tokenizer, index, sequences, cfg: dict, device: str) -> dict:
     """hit@10 and NDCG@10 of ``net`` on validation and test, as the table scores them."""
     row = {}
@@ -135,24 +160,7 @@ def references(data: Path, cfg: dict, seed: int) -> list[dict]:
     top 10 of every user, as P5 writes them (any item), and without the user's own earlier items
     (which no ml-100k user rates twice).
     """
-    sequences = load_sequences(str(data / "sequences.parquet"))
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {"index": f"{tmp}/index.parquet", "tokenizer": f"{tmp}/tokenizer"}
-        p5_index(
-            {"sequences": str(data / "sequences.parquet"),
-             "item_table": str(data / "filtered/items.parquet")},
-            paths,
-            method=cfg["indexing"],
-            seed=seed,
-        )  # fmt: skip
-        p5_tokenizer(
-            {"sequences": str(data / "sequences.parquet"), "index": paths["index"]},
-            paths,
-            vocab_size=cfg["tokenizer"]["vocab_size"],
-            prompts=cfg["prompts"],
-            arithmetic=cfg["task"],
-        )
-        index, tokenizer = read_index(paths["index"]), load_tokenizer(paths["tokenizer"])
+    sequences, index, tokenizer = study_inputs(data, cfg, seed)
     answers = [item for seq in sequences for item in np.asarray(seq)[1:-2].tolist()]
     share = np.bincount(answers, minlength=len(index)) / len(answers)
     entropy = -float(np.sum(share[share > 0] * np.log(share[share > 0])))
@@ -183,7 +191,7 @@ def references(data: Path, cfg: dict, seed: int) -> list[dict]:
     return rows
 
 
-def sasrec_curve(data: Path, cfg: dict, seed: int, epochs: int) -> list[dict]:
+def sasrec_curve(data: Path, cfg: dict, seed: int, epochs: int, device: str) -> list[dict]:
     """The study's SASRec (``arithmetic.sasrec``) validated after every epoch, for comparison:
     ``examples_seen`` counts its next-item predictions (every target position of a training
     part's last ``max_len`` transitions, each a softmax over all items), P5's unit too (one
@@ -203,6 +211,7 @@ def sasrec_curve(data: Path, cfg: dict, seed: int, epochs: int) -> list[dict]:
         patience=epochs,
         ks=[10],
         seed=seed,
+        device=device,
         progress=False,
     )
     rows = []
@@ -227,29 +236,14 @@ def memorise(data: Path, cfg: dict, seed: int, n: int = 64, steps: int = 300) ->
     ``steps`` steps (AdamW at the study's lr, no schedule); then, without dropout, its loss on
     them and on the same prompts with their answers shuffled (a model that ignores the prompt
     scores both alike)."""
-    sequences = load_sequences(str(data / "sequences.parquet"))
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {"index": f"{tmp}/index.parquet", "tokenizer": f"{tmp}/tokenizer"}
-        p5_index(
-            {"sequences": str(data / "sequences.parquet"),
-             "item_table": str(data / "filtered/items.parquet")},
-            paths,
-            method=cfg["indexing"],
-            seed=seed,
-        )  # fmt: skip
-        p5_tokenizer(
-            {"sequences": str(data / "sequences.parquet"), "index": paths["index"]},
-            paths,
-            vocab_size=cfg["tokenizer"]["vocab_size"],
-            prompts=cfg["prompts"],
-            arithmetic=cfg["task"],
-        )
-        index, tokenizer = read_index(paths["index"]), load_tokenizer(paths["tokenizer"])
+    sequences, index, tokenizer = study_inputs(data, cfg, seed)
     pairs = _recommendation_examples(sequences, index, cfg["prompts"], seed, 0)
     batch = [pairs[i] for i in np.random.default_rng(seed).choice(len(pairs), n, replace=False)]
     net = _model(cfg["model"], tokenizer, seed)
     train = cfg["train"]
-    tensors = collate(batch, tokenizer, train["max_source_len"], train["max_target_len"], False)
+    tensors = collate(
+        batch, tokenizer, train["max_source_len"], train["max_target_len"], net.whole_word
+    )
     optimizer = torch.optim.AdamW(net.parameters(), lr=train["lr"])
     net.train()
     for _ in range(steps):
@@ -274,24 +268,7 @@ def run_point(cfg: dict, data: Path, seed: int, device: str, on_epoch=None, eval
     ``on_epoch(row)`` also gets a row for every epoch count in ``eval_epochs`` reached before
     the end: the same run scored part-way through its schedule (a curve within one run).
     """
-    sequences = load_sequences(str(data / "sequences.parquet"))
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {"index": f"{tmp}/index.parquet", "tokenizer": f"{tmp}/tokenizer"}
-        p5_index(
-            {"sequences": str(data / "sequences.parquet"),
-             "item_table": str(data / "filtered/items.parquet")},
-            paths,
-            method=cfg["indexing"],
-            seed=seed,
-        )  # fmt: skip
-        p5_tokenizer(
-            {"sequences": str(data / "sequences.parquet"), "index": paths["index"]},
-            paths,
-            vocab_size=cfg["tokenizer"]["vocab_size"],
-            prompts=cfg["prompts"],
-            arithmetic=cfg["task"],
-        )
-        index, tokenizer = read_index(paths["index"]), load_tokenizer(paths["tokenizer"])
+    sequences, index, tokenizer = study_inputs(data, cfg, seed)
     net = _model(cfg["model"], tokenizer, seed)
     train = cfg["train"]
     seen, scoring = [], [0.0, 0.0]  # examples per epoch; CPU and wall s spent scoring so far
@@ -442,7 +419,7 @@ def main() -> None:
     if args.memorise:
         print(json.dumps(memorise(args.data, base, args.seed)), flush=True)
     if args.sasrec:
-        for row in sasrec_curve(args.data, base, args.seed, args.sasrec):
+        for row in sasrec_curve(args.data, base, args.seed, args.sasrec, args.device):
             emit(row, {"threads": args.threads, "seed": args.seed})
     for epochs in (int(e) for e in args.epochs.split(",") if e):
         cfg = with_changes(base, [f"train.epochs={epochs}"])
