@@ -165,17 +165,15 @@ def references(data: Path, cfg: dict, seed: int) -> list[dict]:
     share = np.bincount(answers, minlength=len(index)) / len(answers)
     entropy = -float(np.sum(share[share > 0] * np.log(share[share > 0])))
     tokens = np.mean([len(tokenizer(index[item]).input_ids) for item in answers])
-    rows = []
-    for exclude in (False, True):
-        row = {"label": "popularity" + (" without own items" if exclude else "")}
-        if not exclude:
-            row["final_loss"] = entropy / tokens
-        for stage, end in (("valid", -2), ("test", -1)):
-            counts = np.bincount(
-                [i for seq in sequences if len(seq) >= 3 for i in seq[:end].tolist()],
-                minlength=len(index),
-            )
-            order = np.argsort(-counts, kind="stable")  # ties: the smaller id
+    rows = [{"label": "popularity", "final_loss": entropy / tokens},
+            {"label": "popularity without own items"}]  # fmt: skip
+    for stage, end in (("valid", -2), ("test", -1)):
+        counts = np.bincount(
+            [i for seq in sequences if len(seq) >= 3 for i in seq[:end].tolist()],
+            minlength=len(index),
+        )
+        order = np.argsort(-counts, kind="stable")  # ties: the smaller id
+        for row, exclude in zip(rows, (False, True)):
             hits, gains = [], []
             for seq in sequences:
                 if len(seq) < 3:
@@ -187,7 +185,6 @@ def references(data: Path, cfg: dict, seed: int) -> list[dict]:
                 gains.append(0.0 if rank is None else 1 / np.log2(rank + 2))
             row[f"hit@10_{stage}"] = float(np.mean(hits))
             row[f"ndcg@10_{stage}"] = float(np.mean(gains))
-        rows.append(row)
     return rows
 
 
