@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from llmrec.data.download import ChecksumError
 from llmrec.text import models
@@ -506,6 +507,13 @@ def test_embed_texts_cached_resumes_at_its_chunk_and_reuses_only_its_own_chunks(
     np.testing.assert_allclose(other[:3], first[:3], atol=1e-6)
     embed.embed_texts_cached(SENTENCES, cache, device="cpu", batch_size=2)
     assert encoded[5:] == [SENTENCES]  # another batch size is another computation
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        embed.embed_texts_cached(SENTENCES, cache, device="cpu", batch_size=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert encoded[6:] == [SENTENCES]  # so is another CPU thread count
 
     uninterrupted = embed.embed_texts_cached(
         texts, embed.EmbeddingCache(tmp_path / "clean"), device="cpu", chunk_size=2
