@@ -158,10 +158,10 @@ def embed_texts_cached(
     """:func:`embed_texts` of the distinct ``texts``, in order of first occurrence, encoded
     ``chunk_size`` at a time; a chunk ``cache`` holds from the same computation is not encoded
     again (see the module docstring)."""
-    hashes = [text_sha256(t) for t in texts]
-    distinct = list(dict(zip(hashes, texts)).items())
     import torch
 
+    hashes = [text_sha256(t) for t in texts]
+    distinct = list(dict(zip(hashes, texts)).items())
     device_type = resolve_device(device).type
     threads = torch.get_num_threads() if device_type == "cpu" else 0
     chunks = []
